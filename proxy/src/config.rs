@@ -1,0 +1,229 @@
+//! Proxy configuration. Variable names are those of the upstream SRS proxy so an existing
+//! deployment switches without edits; every variable is also a flag (`--help`).
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "originstack-proxy", version, about, long_about = None)]
+pub struct Config {
+    /// RTMP listener (TCP): a port or an address.
+    #[arg(long, env = "PROXY_RTMP_SERVER", default_value = "1935")]
+    pub rtmp_server: ListenAddr,
+
+    /// HTTP streaming listener (HTTP-FLV, HTTP-TS, HLS).
+    #[arg(long, env = "PROXY_HTTP_SERVER", default_value = "8080")]
+    pub http_server: ListenAddr,
+
+    /// HTTP API listener: WHIP/WHEP and the SRS RTC API.
+    #[arg(long, env = "PROXY_HTTP_API", default_value = "1985")]
+    pub http_api: ListenAddr,
+
+    /// WebRTC media listener (UDP).
+    #[arg(long, env = "PROXY_WEBRTC_SERVER", default_value = "8000")]
+    pub webrtc_server: ListenAddr,
+
+    /// SRT listener (UDP).
+    #[arg(long, env = "PROXY_SRT_SERVER", default_value = "10080")]
+    pub srt_server: ListenAddr,
+
+    /// System API: origin registration, admin, /metrics, /healthz, /readyz.
+    #[arg(long, env = "PROXY_SYSTEM_API", default_value = "12025")]
+    pub system_api: ListenAddr,
+
+    /// Where stream ownership lives: `memory` for one proxy, `redis` for several replicas.
+    #[arg(long, env = "PROXY_LOAD_BALANCER_TYPE", value_enum, default_value = "memory")]
+    pub load_balancer_type: LoadBalancerType,
+
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// Directory of static files served on the HTTP streaming port.
+    #[arg(long, env = "PROXY_STATIC_FILES")]
+    pub static_files: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub default_backend: DefaultBackendConfig,
+
+    /// An origin that has not heartbeated for this long is out of rotation.
+    #[arg(long, env = "PROXY_ORIGIN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub origin_ttl: Duration,
+
+    /// When set, origin registrations must carry this token
+    /// (`Authorization: Bearer <token>` or `?token=<token>`).
+    #[arg(long, env = "PROXY_REGISTER_TOKEN", hide_env_values = true)]
+    pub register_token: Option<String>,
+
+    /// After SIGTERM: how long existing sessions may run on while no new ones are accepted.
+    #[arg(long, env = "PROXY_GRACE_QUIT_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub grace_quit_timeout: Duration,
+
+    /// After SIGTERM: the hard limit after which the process exits regardless.
+    #[arg(long, env = "PROXY_FORCE_QUIT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub force_quit_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "PROXY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadBalancerType {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis host (ignored when PROXY_REDIS_URL is set).
+    #[arg(long = "redis-host", env = "PROXY_REDIS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
+    pub port: u16,
+    #[arg(long = "redis-password", env = "PROXY_REDIS_PASSWORD", default_value = "", hide_env_values = true)]
+    pub password: String,
+    #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
+    pub db: i64,
+    /// Full Redis URL (redis://, rediss://); wins over the host/port/password/db variables.
+    #[arg(long = "redis-url", env = "PROXY_REDIS_URL", hide_env_values = true)]
+    pub url: Option<String>,
+}
+
+impl RedisConfig {
+    /// The connection URL, built from the separate variables unless a URL was given.
+    pub fn connection_url(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let auth = if self.password.is_empty() {
+            String::new()
+        } else {
+            format!(":{}@", percent_encode(&self.password))
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("redis://{auth}{host}:{}/{}", self.port, self.db)
+    }
+}
+
+/// Passwords may hold URL metacharacters; encode everything but unreserved characters.
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A fixed origin for trying the proxy out without heartbeats (as upstream).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DefaultBackendConfig {
+    #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
+    pub enabled: bool,
+    #[arg(long = "default-backend-ip", env = "PROXY_DEFAULT_BACKEND_IP", default_value = "127.0.0.1")]
+    pub ip: String,
+    #[arg(long = "default-backend-rtmp", env = "PROXY_DEFAULT_BACKEND_RTMP", default_value = "19350")]
+    pub rtmp: String,
+    #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
+    pub http: Option<String>,
+    #[arg(long = "default-backend-api", env = "PROXY_DEFAULT_BACKEND_API")]
+    pub api: Option<String>,
+    #[arg(long = "default-backend-rtc", env = "PROXY_DEFAULT_BACKEND_RTC")]
+    pub rtc: Option<String>,
+    #[arg(long = "default-backend-srt", env = "PROXY_DEFAULT_BACKEND_SRT")]
+    pub srt: Option<String>,
+}
+
+/// Upstream uses `on`/`off`; accept the usual boolean spellings too.
+pub fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" | "" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+/// A listen address given as a port (`1935`, all interfaces), `:1935` (Go style) or a full
+/// socket address (`127.0.0.1:1935`, `[::]:1935`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        let port_only = value.strip_prefix(':').unwrap_or(value);
+        if let Ok(port) = port_only.parse::<u16>() {
+            return Ok(ListenAddr(SocketAddr::from(([0, 0, 0, 0], port))));
+        }
+        value
+            .parse::<SocketAddr>()
+            .map(ListenAddr)
+            .map_err(|_| format!("expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addr_forms() {
+        assert_eq!("1935".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:1935");
+        assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!("127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(), "127.0.0.1:1");
+        assert_eq!("[::]:1935".parse::<ListenAddr>().unwrap().to_string(), "[::]:1935");
+        assert!("nonsense".parse::<ListenAddr>().is_err());
+        assert!("70000".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_product_reference() {
+        let config = Config::try_parse_from(["originstack-proxy"]).unwrap();
+        assert_eq!(config.rtmp_server.0.port(), 1935);
+        assert_eq!(config.http_server.0.port(), 8080);
+        assert_eq!(config.http_api.0.port(), 1985);
+        assert_eq!(config.webrtc_server.0.port(), 8000);
+        assert_eq!(config.srt_server.0.port(), 10080);
+        assert_eq!(config.system_api.0.port(), 12025);
+        assert_eq!(config.load_balancer_type, LoadBalancerType::Memory);
+        assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
+        assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
+        assert!(!config.default_backend.enabled);
+    }
+
+    #[test]
+    fn redis_url_from_parts() {
+        let mut redis = RedisConfig {
+            host: "10.1.2.3".into(),
+            port: 6380,
+            password: "p@ss:w/rd".into(),
+            db: 2,
+            url: None,
+        };
+        assert_eq!(redis.connection_url(), "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2");
+        redis.url = Some("rediss://example:6379".into());
+        assert_eq!(redis.connection_url(), "rediss://example:6379");
+    }
+
+    #[test]
+    fn on_off() {
+        assert_eq!(parse_on_off("on"), Ok(true));
+        assert_eq!(parse_on_off("OFF"), Ok(false));
+        assert!(parse_on_off("maybe").is_err());
+    }
+}
