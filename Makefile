@@ -1,0 +1,63 @@
+# OriginStack: the front door. `make run` starts the proxy, `make test` installs what the tests
+# need and runs every tier. See README.md.
+
+CARGO ?= cargo
+SHELL := /bin/bash
+
+.PHONY: run deps test test-unit test-integration test-e2e lint fmt build release k8s-assets-path clean
+
+## run: build and start the proxy with the in-memory load balancer on the default ports
+run:
+	$(CARGO) build --release -p originstack-proxy
+	@echo
+	@echo "OriginStack proxy starting (in-memory load balancer). In another terminal:"
+	@echo "  register an origin:  curl -s -X POST http://127.0.0.1:12025/api/v1/srs/register \\"
+	@echo "      -d '{\"device_id\":\"o1\",\"ip\":\"127.0.0.1\",\"server\":\"o1\",\"service\":\"s1\",\"pid\":\"1\",\"rtmp\":[\"19350\"],\"http\":[\"8081\"],\"api\":[\"19851\"]}'"
+	@echo "  publish a test stream: ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i sine \\"
+	@echo "      -c:v libx264 -preset veryfast -tune zerolatency -c:a aac -f flv rtmp://127.0.0.1:1935/live/test"
+	@echo "  play it:             ffplay rtmp://127.0.0.1:1935/live/test   (or http://127.0.0.1:8080/live/test.flv)"
+	@echo "  versions:            curl http://127.0.0.1:12025/api/v1/versions"
+	@echo
+	./target/release/originstack-proxy
+
+## deps: install everything the tests need (idempotent; quick when all is present)
+deps:
+	./scripts/deps.sh
+
+## test: install dependencies, then run every tier (unit, integration with real peers, end-to-end)
+test: deps
+	$(CARGO) build --workspace --all-targets
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e
+
+## test-unit: pure tests inside the crates (no peers)
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+
+## test-integration: each crate's integration tests against real peers (redis, nginx-rtmp, kube-apiserver)
+test-integration:
+	$(CARGO) test -p originstack-proxy -p originstack-operator --test '*'
+
+## test-e2e: end-to-end tests across both binaries with real media peers
+test-e2e:
+	$(CARGO) test -p originstack-e2e --test '*'
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --workspace
+
+## k8s-assets-path: print the directory holding kube-apiserver, etcd and helm (builds them once)
+k8s-assets-path:
+	@tests/k8s-assets/build.sh --print-path
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine; quick when all is present.
+# It leaves no service running: every test starts its own peers on free loopback ports.
+set -euo pipefail
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages: real peers for the tests, and what the builds need.
+packages=(redis-server ffmpeg nginx-light libnginx-mod-rtmp srt-tools curl openssl pkg-config)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  # policy-rc.d keeps the packages' own services from starting during the install.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  as_root rm -f /usr/sbin/policy-rc.d
+fi
+# Stop services that an earlier install may have started; tests run their own.
+for svc in redis-server nginx; do
+  if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
+    as_root service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+
+# Rust components used by make lint.
+if command -v rustup >/dev/null; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+  done
+fi
+
+# Kubernetes test binaries and Helm, built from their Go modules and cached (slow only once).
+if [ -x tests/k8s-assets/build.sh ]; then
+  tests/k8s-assets/build.sh >/dev/null
+fi
+
+log "all dependencies present"

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Build (once) and cache the Kubernetes test binaries used by the Rust
+# integration tests: kube-apiserver, etcd and helm, each compiled from the Go
+# modules pinned in this directory (kube/, etcd/, helm/: go.mod + go.sum).
+#
+# Usage: tests/k8s-assets/build.sh [--print-path]
+#
+#   Binaries land in ${ORIGINSTACK_CACHE:-$HOME/.cache/originstack}/k8s-<kube version>/.
+#   If all three are already there and report the pinned versions, this exits
+#   immediately without invoking Go. Otherwise only the missing/stale ones are
+#   built (needs Go and a module proxy; a cold build takes several minutes).
+#
+#   --print-path   print only the cache directory on stdout (after building
+#                  if needed). All progress messages go to stderr.
+#
+# Environment:
+#   ORIGINSTACK_CACHE      cache root (default: $HOME/.cache/originstack)
+#   ORIGINSTACK_GO_JOBS    go build -p value (default: 2)
+#   GOPROXY, GOCACHE, GOMODCACHE, ... are honoured as usual.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+print_path=0
+for arg in "$@"; do
+    case "$arg" in
+        --print-path) print_path=1 ;;
+        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "k8s-assets: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "k8s-assets: $*" >&2; }
+
+# Version of module $2 required by the go.mod in directory $1 (handles both
+# `require path vX` and lines inside a `require ( ... )` block).
+modver() {
+    awk -v m="$2" '
+        $1 == "require" && $2 == m { print $3; exit }
+        $1 == m && $2 ~ /^v[0-9]/  { print $2; exit }
+    ' "$here/$1/go.mod"
+}
+
+KUBE_VERSION="$(modver kube k8s.io/kubernetes)"        # e.g. v1.34.12
+ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)" # e.g. v3.6.5
+HELM_VERSION="$(modver helm helm.sh/helm/v3)"          # e.g. v3.22.0
+for v in KUBE_VERSION ETCD_VERSION HELM_VERSION; do
+    [[ -n "${!v}" ]] || { log "could not read $v from go.mod"; exit 1; }
+done
+
+cache_root="${ORIGINSTACK_CACHE:-${HOME:?HOME is not set}/.cache/originstack}"
+dir="$cache_root/k8s-$KUBE_VERSION"
+
+# --- fast path: is binary $1 present and at the pinned version? ------------
+version_ok() {
+    local out
+    case "$1" in
+        kube-apiserver)
+            out="$("$dir/kube-apiserver" --version 2>/dev/null)" || return 1
+            [[ "$out" == "Kubernetes $KUBE_VERSION" ]] ;;
+        etcd)
+            out="$("$dir/etcd" --version 2>/dev/null)" || return 1
+            [[ "${out%%$'\n'*}" == "etcd Version: ${ETCD_VERSION#v}" ]] ;;
+        helm)
+            out="$("$dir/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
+            [[ "$out" == "$HELM_VERSION" ]] ;;
+    esac
+}
+
+# Names of the binaries that are absent or stale (checks run in parallel).
+missing() {
+    local b m=() pids=()
+    for b in kube-apiserver etcd helm; do
+        { [[ -x "$dir/$b" ]] && version_ok "$b"; } &
+        pids+=($!)
+    done
+    local i=0
+    for b in kube-apiserver etcd helm; do
+        wait "${pids[$i]}" || m+=("$b")
+        i=$((i + 1))
+    done
+    echo "${m[@]:-}"
+}
+
+todo="$(missing)"
+if [[ -z "$todo" ]]; then
+    if [[ $print_path == 1 ]]; then echo "$dir"; fi
+    exit 0
+fi
+
+# --- slow path: build what is missing ---------------------------------------
+command -v go >/dev/null || { log "go is not installed (needed to build: $todo)"; exit 1; }
+mkdir -p "$dir"
+
+# Serialise concurrent invocations (e.g. parallel test binaries), then re-check.
+if command -v flock >/dev/null; then
+    exec 9>"$dir/.build.lock"
+    if ! flock -n 9; then
+        log "another build is running; waiting for $dir/.build.lock"
+        flock 9
+    fi
+    todo="$(missing)"
+fi
+
+export CGO_ENABLED=0
+# Use the committed go.sum as is (never -mod=mod); no VCS stamping.
+export GOFLAGS="-buildvcs=false -mod=readonly"
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+jobs="${ORIGINSTACK_GO_JOBS:-2}"
+
+tmp=""
+cleanup() { if [[ -n "$tmp" ]]; then rm -f "$tmp"; fi; }
+trap cleanup EXIT
+
+# build <name> <module dir> <main package> <ldflags>
+build() {
+    local name="$1" mod="$2" pkg="$3" ldflags="$4" start=$SECONDS
+    tmp="$dir/.$name.tmp.$$"
+    log "building $name from $pkg ($mod/go.mod) -> $dir/$name"
+    (cd "$here/$mod" && go build -p "$jobs" -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg") >&2
+    mv -f "$tmp" "$dir/$name"
+    tmp=""
+    if ! version_ok "$name"; then
+        log "built $name but its version check failed"
+        exit 1
+    fi
+    log "built $name in $((SECONDS - start))s"
+}
+
+total_start=$SECONDS
+for b in $todo; do
+    case "$b" in
+        kube-apiserver)
+            minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+            ld="-s -w"
+            for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+                ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+            done
+            build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$ld" ;;
+        etcd)
+            build etcd etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
+        helm)
+            hminor="$(modver helm k8s.io/client-go)"; hminor="${hminor#v0.}"; hminor="${hminor%%.*}"
+            ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+            ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$hminor"
+            ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$hminor"
+            build helm helm helm.sh/helm/v3/cmd/helm "$ld" ;;
+    esac
+done
+if [[ -n "$todo" ]]; then log "done in $((SECONDS - total_start))s: $dir"; fi
+
+cat >"$dir/.versions.tmp.$$" <<EOF
+KUBE_VERSION=$KUBE_VERSION
+ETCD_VERSION=$ETCD_VERSION
+HELM_VERSION=$HELM_VERSION
+EOF
+mv -f "$dir/.versions.tmp.$$" "$dir/VERSIONS"
+
+if [[ $print_path == 1 ]]; then echo "$dir"; fi
+exit 0
