@@ -30,12 +30,20 @@ pub struct Config {
     #[arg(long, env = "PROXY_SRT_SERVER", default_value = "10080")]
     pub srt_server: ListenAddr,
 
+    #[command(flatten)]
+    pub srt: SrtLimits,
+
     /// System API: origin registration, admin, /metrics, /healthz, /readyz.
     #[arg(long, env = "PROXY_SYSTEM_API", default_value = "12025")]
     pub system_api: ListenAddr,
 
     /// Where stream ownership lives: `memory` for one proxy, `redis` for several replicas.
-    #[arg(long, env = "PROXY_LOAD_BALANCER_TYPE", value_enum, default_value = "memory")]
+    #[arg(
+        long,
+        env = "PROXY_LOAD_BALANCER_TYPE",
+        value_enum,
+        default_value = "memory"
+    )]
     pub load_balancer_type: LoadBalancerType,
 
     #[command(flatten)]
@@ -79,11 +87,20 @@ pub enum LoadBalancerType {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
     /// Redis host (ignored when PROXY_REDIS_URL is set).
-    #[arg(long = "redis-host", env = "PROXY_REDIS_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long = "redis-host",
+        env = "PROXY_REDIS_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
     #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
-    #[arg(long = "redis-password", env = "PROXY_REDIS_PASSWORD", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "redis-password",
+        env = "PROXY_REDIS_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub password: String,
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
@@ -116,7 +133,9 @@ impl RedisConfig {
 fn percent_encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -127,9 +146,17 @@ fn percent_encode(raw: &str) -> String {
 pub struct DefaultBackendConfig {
     #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
     pub enabled: bool,
-    #[arg(long = "default-backend-ip", env = "PROXY_DEFAULT_BACKEND_IP", default_value = "127.0.0.1")]
+    #[arg(
+        long = "default-backend-ip",
+        env = "PROXY_DEFAULT_BACKEND_IP",
+        default_value = "127.0.0.1"
+    )]
     pub ip: String,
-    #[arg(long = "default-backend-rtmp", env = "PROXY_DEFAULT_BACKEND_RTMP", default_value = "19350")]
+    #[arg(
+        long = "default-backend-rtmp",
+        env = "PROXY_DEFAULT_BACKEND_RTMP",
+        default_value = "19350"
+    )]
     pub rtmp: String,
     #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
     pub http: Option<String>,
@@ -139,6 +166,45 @@ pub struct DefaultBackendConfig {
     pub rtc: Option<String>,
     #[arg(long = "default-backend-srt", env = "PROXY_DEFAULT_BACKEND_SRT")]
     pub srt: Option<String>,
+}
+
+/// Bounds of the SRT relay.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SrtLimits {
+    /// Most SRT sessions relayed at once; callers beyond it are refused (SRT reject 1402).
+    #[arg(
+        long = "srt-max-sessions",
+        env = "PROXY_SRT_MAX_SESSIONS",
+        default_value_t = 1000
+    )]
+    pub max_sessions: usize,
+    /// An SRT session that hears nothing from its client or its origin for this long is
+    /// closed (both sides send keepalives every second while connected).
+    #[arg(long = "srt-idle-timeout", env = "PROXY_SRT_IDLE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Time to pick the origin and complete the handshake with it; keep it under the
+    /// callers' connect timeout (libsrt: 3s).
+    #[arg(long = "srt-origin-timeout", env = "PROXY_SRT_ORIGIN_TIMEOUT", default_value = "2500ms", value_parser = humantime::parse_duration)]
+    pub origin_timeout: Duration,
+    /// Datagrams from a client waiting for their session task; more are dropped (SRT
+    /// retransmits them).
+    #[arg(
+        long = "srt-session-queue",
+        env = "PROXY_SRT_SESSION_QUEUE",
+        default_value_t = 512
+    )]
+    pub session_queue: usize,
+}
+
+impl Default for SrtLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1000,
+            idle_timeout: Duration::from_secs(10),
+            origin_timeout: Duration::from_millis(2500),
+            session_queue: 512,
+        }
+    }
 }
 
 /// Upstream uses `on`/`off`; accept the usual boolean spellings too.
@@ -164,10 +230,11 @@ impl FromStr for ListenAddr {
         if let Ok(port) = port_only.parse::<u16>() {
             return Ok(ListenAddr(SocketAddr::from(([0, 0, 0, 0], port))));
         }
-        value
-            .parse::<SocketAddr>()
-            .map(ListenAddr)
-            .map_err(|_| format!("expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"))
+        value.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
+            format!(
+                "expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"
+            )
+        })
     }
 }
 
@@ -183,10 +250,22 @@ mod tests {
 
     #[test]
     fn listen_addr_forms() {
-        assert_eq!("1935".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:1935");
-        assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:8080");
-        assert_eq!("127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(), "127.0.0.1:1");
-        assert_eq!("[::]:1935".parse::<ListenAddr>().unwrap().to_string(), "[::]:1935");
+        assert_eq!(
+            "1935".parse::<ListenAddr>().unwrap().to_string(),
+            "0.0.0.0:1935"
+        );
+        assert_eq!(
+            ":8080".parse::<ListenAddr>().unwrap().to_string(),
+            "0.0.0.0:8080"
+        );
+        assert_eq!(
+            "127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            "[::]:1935".parse::<ListenAddr>().unwrap().to_string(),
+            "[::]:1935"
+        );
         assert!("nonsense".parse::<ListenAddr>().is_err());
         assert!("70000".parse::<ListenAddr>().is_err());
     }
@@ -204,6 +283,11 @@ mod tests {
         assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
         assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
         assert!(!config.default_backend.enabled);
+        let srt = SrtLimits::default();
+        assert_eq!(config.srt.max_sessions, srt.max_sessions);
+        assert_eq!(config.srt.idle_timeout, srt.idle_timeout);
+        assert_eq!(config.srt.origin_timeout, srt.origin_timeout);
+        assert_eq!(config.srt.session_queue, srt.session_queue);
     }
 
     #[test]
@@ -215,7 +299,10 @@ mod tests {
             db: 2,
             url: None,
         };
-        assert_eq!(redis.connection_url(), "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2");
+        assert_eq!(
+            redis.connection_url(),
+            "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2"
+        );
         redis.url = Some("rediss://example:6379".into());
         assert_eq!(redis.connection_url(), "rediss://example:6379");
     }

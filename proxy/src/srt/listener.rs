@@ -1,0 +1,361 @@
+//! The SRT listener loop: one UDP socket shared by all clients.
+//!
+//! It answers inductions itself (stateless, SYN cookie), turns a conclusion with a valid cookie
+//! into a session task, and hands every later datagram to its session through a bounded queue
+//! (`try_send`, dropped when full). Nothing in this loop waits on an origin, so a slow or dead
+//! origin only ever delays its own session.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use tokio::{net::UdpSocket, sync::mpsc};
+
+use super::{
+    OriginResolver, SrtStats,
+    cookie::CookieJar,
+    handshake::{Handshake, HandshakeType, RejectReason, SRT_MAGIC, VERSION_5, ext},
+    packet::{ControlType, HEADER_LEN, Header, MAX_DATAGRAM},
+    session::{self, PeerClock, SessionSetup, Shared},
+    streamid::{StreamId, StreamIdError},
+};
+use crate::{config::SrtLimits, lifecycle::Lifecycle};
+
+/// Receive buffer chunk; datagrams are split off it so queued ones share allocations.
+const RECV_CHUNK: usize = 64 * 1024;
+/// libsrt socket ids stay below 2^30 (bit 30 marks socket groups).
+const SOCKET_ID_LIMIT: u32 = 1 << 30;
+
+/// Serves SRT on `socket` until the lifecycle terminates sessions, or until it drains and the
+/// last session has ended. While draining, new callers are refused (SRT reject 1503) and the
+/// sessions already relaying go on.
+pub async fn serve(
+    socket: UdpSocket,
+    resolver: Arc<dyn OriginResolver>,
+    limits: SrtLimits,
+    stats: Arc<SrtStats>,
+    lifecycle: Lifecycle,
+) {
+    let socket = Arc::new(socket);
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        socket: socket.clone(),
+        resolver,
+        limits,
+        stats,
+        terminate: lifecycle.terminate().clone(),
+        ended: ended_tx,
+    });
+    let mut listener = Listener {
+        shared,
+        lifecycle: lifecycle.clone(),
+        cookies: CookieJar::new(),
+        started: Instant::now(),
+        sessions: HashMap::new(),
+        by_caller: HashMap::new(),
+        garbage_log: LogLimiter::default(),
+    };
+    let terminate = lifecycle.terminate().clone();
+    let draining = lifecycle.draining().clone();
+    let mut buf = BytesMut::with_capacity(RECV_CHUNK);
+    loop {
+        // Room for one datagram more than the largest SRT one, so oversized ones are seen.
+        buf.reserve(MAX_DATAGRAM + 1);
+        tokio::select! {
+            biased;
+            _ = terminate.cancelled() => break,
+            _ = draining.cancelled(), if listener.sessions.is_empty() => break,
+            Some(proxy_id) = ended_rx.recv() => listener.forget(proxy_id),
+            received = socket.recv_buf_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    let datagram = buf.split_to(len);
+                    listener.on_datagram(datagram, from);
+                }
+                Err(err) => {
+                    // UDP receive errors are transient (e.g. ICMP reports); avoid a hot loop.
+                    tracing::warn!(error = %err, "SRT receive failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    tracing::info!(sessions = listener.sessions.len(), "SRT listener stopped");
+}
+
+struct SessionEntry {
+    client: SocketAddr,
+    client_socket_id: u32,
+    queue: mpsc::Sender<BytesMut>,
+}
+
+struct Listener {
+    shared: Arc<Shared>,
+    lifecycle: Lifecycle,
+    cookies: CookieJar,
+    /// Origin of the timestamps of packets the listener itself sends.
+    started: Instant,
+    /// By the socket id the proxy gave the client (the destination of its packets).
+    sessions: HashMap<u32, SessionEntry>,
+    /// By (client address, client socket id): where repeated conclusions go.
+    by_caller: HashMap<(SocketAddr, u32), u32>,
+    garbage_log: LogLimiter,
+}
+
+/// A refusal: what the client is told and what the log says.
+struct Refusal {
+    reason: RejectReason,
+    message: String,
+}
+
+impl Refusal {
+    fn new(reason: RejectReason, message: impl fmt::Display) -> Self {
+        Self {
+            reason,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Listener {
+    fn on_datagram(&mut self, datagram: BytesMut, from: SocketAddr) {
+        let header = match Header::decode(&datagram) {
+            Ok(header) => header,
+            Err(err) => return self.garbage(from, err),
+        };
+        if header.is_control(ControlType::Handshake) {
+            return self.on_handshake(header, datagram, from);
+        }
+        match self.sessions.get(&header.destination) {
+            // The source must match: socket ids are not secrets worth trusting on their own.
+            Some(entry) if entry.client == from => enqueue(&self.shared.stats, entry, datagram),
+            _ => self.garbage(from, "not addressed to a session of this sender"),
+        }
+    }
+
+    fn on_handshake(&mut self, header: Header, datagram: BytesMut, from: SocketAddr) {
+        let handshake = match Handshake::decode(&datagram[HEADER_LEN..]) {
+            Ok(handshake) => handshake,
+            Err(err) => return self.garbage(from, err),
+        };
+        match handshake.kind {
+            HandshakeType::Induction => self.answer_induction(&handshake, from),
+            HandshakeType::Conclusion => {
+                if let Some(entry) = self
+                    .by_caller
+                    .get(&(from, handshake.socket_id))
+                    .and_then(|proxy_id| self.sessions.get(proxy_id))
+                {
+                    // A repeated conclusion: the session answers it (again) once it can.
+                    return enqueue(&self.shared.stats, entry, datagram);
+                }
+                self.accept_conclusion(header, handshake, from);
+            }
+            other => self.garbage(
+                from,
+                format!("handshake {other:?} is not part of a caller-listener connection"),
+            ),
+        }
+    }
+
+    fn answer_induction(&mut self, induction: &Handshake, from: SocketAddr) {
+        if let Err(refusal) = self.admission() {
+            return self.refuse(induction, from, refusal);
+        }
+        // As libsrt: the caller's numbers and socket id come back, with version 5, the SRT
+        // magic (this listener speaks HSv5) and the cookie.
+        let answer = Handshake {
+            version: VERSION_5,
+            encryption: 0,
+            extension_field: SRT_MAGIC,
+            kind: HandshakeType::Induction,
+            cookie: self.cookies.issue(from, Instant::now()),
+            extensions: Vec::new(),
+            ..induction.clone()
+        };
+        self.send(
+            &answer.encode_packet(self.clock(), induction.socket_id),
+            from,
+        );
+    }
+
+    fn accept_conclusion(&mut self, header: Header, conclusion: Handshake, from: SocketAddr) {
+        if !self.cookies.verify(from, conclusion.cookie, Instant::now()) {
+            // No answer: a wrong cookie means a spoofed or stale sender.
+            return self.garbage(
+                from,
+                "conclusion with a cookie this proxy did not issue to that address",
+            );
+        }
+        let stream = match self
+            .admission()
+            .and_then(|()| check_conclusion(&conclusion))
+        {
+            Ok(stream) => stream,
+            Err(refusal) => return self.refuse(&conclusion, from, refusal),
+        };
+
+        let proxy_id = self.allocate_socket_id();
+        let (queue, queue_rx) = mpsc::channel(self.shared.limits.session_queue.max(1));
+        self.sessions.insert(
+            proxy_id,
+            SessionEntry {
+                client: from,
+                client_socket_id: conclusion.socket_id,
+                queue,
+            },
+        );
+        self.by_caller
+            .insert((from, conclusion.socket_id), proxy_id);
+        SrtStats::add(&self.shared.stats.sessions_total);
+        SrtStats::add(&self.shared.stats.sessions_active);
+        let setup = SessionSetup {
+            proxy_id,
+            client: from,
+            client_clock: PeerClock::new(header.timestamp),
+            conclusion,
+            stream,
+            queue: queue_rx,
+        };
+        self.lifecycle
+            .spawn_session(session::run(self.shared.clone(), setup));
+    }
+
+    /// Whether a new caller may come in at all.
+    fn admission(&self) -> Result<(), Refusal> {
+        if self.lifecycle.is_draining() {
+            return Err(Refusal::new(
+                RejectReason::DOWN,
+                "the proxy is shutting down",
+            ));
+        }
+        let max = self.shared.limits.max_sessions;
+        if self.sessions.len() >= max {
+            return Err(Refusal::new(
+                RejectReason::OVERLOAD,
+                format_args!("{max} SRT sessions are open already"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, handshake: &Handshake, from: SocketAddr, refusal: Refusal) {
+        SrtStats::add(&self.shared.stats.rejected);
+        tracing::warn!(client = %from, reason = %refusal.reason, "SRT caller refused: {}", refusal.message);
+        let answer = handshake.rejection(refusal.reason, 0);
+        self.send(
+            &answer.encode_packet(self.clock(), handshake.socket_id),
+            from,
+        );
+    }
+
+    fn forget(&mut self, proxy_id: u32) {
+        if let Some(entry) = self.sessions.remove(&proxy_id) {
+            self.by_caller
+                .remove(&(entry.client, entry.client_socket_id));
+        }
+    }
+
+    fn allocate_socket_id(&self) -> u32 {
+        loop {
+            let id = rand::random_range(1..SOCKET_ID_LIMIT);
+            if !self.sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn clock(&self) -> u32 {
+        // SRT timestamps are microseconds modulo 2^32.
+        self.started.elapsed().as_micros() as u32
+    }
+
+    /// Never waits: when the socket buffer is full the answer is lost, and the caller repeats.
+    fn send(&self, datagram: &[u8], to: SocketAddr) {
+        if let Err(err) = self.shared.socket.try_send_to(datagram, to) {
+            tracing::debug!(client = %to, error = %err, "SRT handshake answer not sent");
+        }
+    }
+
+    fn garbage(&mut self, from: SocketAddr, why: impl fmt::Display) {
+        SrtStats::add(&self.shared.stats.garbage);
+        if let Some(suppressed) = self.garbage_log.allow() {
+            tracing::debug!(peer = %from, suppressed, "ignored datagram on the SRT port: {why}");
+        }
+    }
+}
+
+/// What a new conclusion must satisfy; the parsed stream id when it does.
+fn check_conclusion(conclusion: &Handshake) -> Result<StreamId, Refusal> {
+    if conclusion.version < VERSION_5 {
+        return Err(Refusal::new(
+            RejectReason::VERSION,
+            "HSv4 caller (libsrt before 1.3) cannot send a stream id; upgrade the client",
+        ));
+    }
+    if conclusion.wants_encryption() {
+        return Err(Refusal::new(
+            RejectReason::UNSECURE,
+            "the caller asks for encryption (passphrase set); the proxy relays unencrypted SRT only",
+        ));
+    }
+    if conclusion.extension(ext::GROUP).is_some() {
+        return Err(Refusal::new(
+            RejectReason::GROUP,
+            "socket groups (bonding) are not supported through the proxy",
+        ));
+    }
+    let raw = match conclusion.stream_id() {
+        Ok(Some(raw)) => raw,
+        Ok(None) => {
+            return Err(Refusal::new(
+                RejectReason::BAD_REQUEST,
+                "no stream id; use streamid=#!::r=app/stream,m=publish",
+            ));
+        }
+        Err(err) => return Err(Refusal::new(RejectReason::BAD_REQUEST, err)),
+    };
+    StreamId::parse(&raw).map_err(|err| {
+        let reason = match err {
+            StreamIdError::BadMode { .. } => RejectReason::BAD_MODE,
+            _ => RejectReason::BAD_REQUEST,
+        };
+        Refusal::new(reason, err)
+    })
+}
+
+fn enqueue(stats: &SrtStats, entry: &SessionEntry, datagram: BytesMut) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(datagram) {
+        // SRT recovers lost packets; a stalled session must not hold the listener.
+        SrtStats::add(&stats.queue_drops);
+    }
+    // Closed: the session is ending and will be forgotten shortly.
+}
+
+/// At most one log line per second for a kind of event that a hostile peer can repeat.
+#[derive(Default)]
+pub(super) struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// `Some(number of events not logged since the last line)` when a line may be written.
+    pub(super) fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
