@@ -187,11 +187,11 @@ pub struct SrtLimits {
     #[arg(long = "srt-origin-timeout", env = "PROXY_SRT_ORIGIN_TIMEOUT", default_value = "2500ms", value_parser = humantime::parse_duration)]
     pub origin_timeout: Duration,
     /// Datagrams from a client waiting for their session task; more are dropped (SRT
-    /// retransmits them).
+    /// retransmits them). Bounds memory: sessions x queue x 1.5 KB at worst.
     #[arg(
         long = "srt-session-queue",
         env = "PROXY_SRT_SESSION_QUEUE",
-        default_value_t = 512
+        default_value_t = 128
     )]
     pub session_queue: usize,
 }
@@ -202,7 +202,7 @@ impl Default for SrtLimits {
             max_sessions: 1000,
             idle_timeout: Duration::from_secs(10),
             origin_timeout: Duration::from_millis(2500),
-            session_queue: 512,
+            session_queue: 128,
         }
     }
 }

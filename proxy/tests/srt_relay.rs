@@ -605,6 +605,9 @@ async fn raw_handshake(
         .unwrap()
         .unwrap();
     let induction = answer(len, &buf);
+    if let HandshakeType::Rejection(_) = induction.kind {
+        return induction.kind;
+    }
     assert_eq!(
         (induction.version, induction.extension_field),
         (5, SRT_MAGIC)
@@ -748,4 +751,98 @@ async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
     );
     assert_eq!(proxy.active(), 0);
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_time_out_and_the_origin_is_told() {
+    let dir = TempDir::new().unwrap();
+    let (origin, origin_addr) = recording_origin(dir.path()).await;
+    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
+    let limits = SrtLimits {
+        idle_timeout: Duration::from_millis(1500),
+        ..SrtLimits::default()
+    };
+    let proxy = Proxy::start(resolver.clone(), limits).await;
+    // A publisher with nothing to send: only keepalives and ACKs flow.
+    let idle_source = format!("udp://127.0.0.1:{}", free_udp_port());
+    let mut client = live_transmit(
+        dir.path(),
+        "client",
+        &["-a:no", &idle_source, &proxy.url(PUBLISH)],
+    );
+    wait_until("session relaying", Duration::from_secs(5), || {
+        SrtStats::get(&proxy.stats.to_client) > 0
+    })
+    .await;
+    // Keepalives keep it open well past the idle timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(proxy.active(), 1, "a quiet but alive session stays");
+
+    // The client vanishes without a SHUTDOWN.
+    client.kill();
+    let vanished = Instant::now();
+    wait_until("idle session cleanup", Duration::from_secs(4), || {
+        proxy.active() == 0 && resolver.held() == 0
+    })
+    .await;
+    // The proxy's SHUTDOWN ends the origin's connection; on its own libsrt would wait 5 s+.
+    let (_origin, status) = wait_exit(origin, Duration::from_secs(10)).await;
+    assert!(
+        status.is_some(),
+        "the origin kept the connection: {}",
+        read_log(dir.path(), "origin")
+    );
+    let took = vanished.elapsed();
+    assert!(
+        took < Duration::from_millis(4500),
+        "the origin noticed only after {took:?}"
+    );
+    eprintln!("session gone and origin told {took:?} after the client vanished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_callers_and_keeps_relaying() {
+    let dir = TempDir::new().unwrap();
+    let (_origin, origin_addr) = recording_origin(dir.path()).await;
+    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
+    let proxy = Proxy::start(resolver.clone(), test_limits()).await;
+    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
+    wait_until("session relaying", Duration::from_secs(5), || {
+        SrtStats::get(&proxy.stats.to_client) > 0
+    })
+    .await;
+
+    let lifecycle = proxy.lifecycle.clone();
+    let drain = tokio::spawn(async move { lifecycle.drain().await });
+    wait_until("draining", Duration::from_secs(1), || {
+        proxy.lifecycle.is_draining()
+    })
+    .await;
+    let (status, took, log) = connect_once(&proxy.url("#!::r=live/cam,m=request")).await;
+    assert!(
+        status.is_some_and(|s| !s.success()) && took < Duration::from_millis(2500),
+        "{took:?} {log}"
+    );
+    let refusal = raw_handshake(proxy.addr, Some("#!::r=live/cam,m=request"), 0).await;
+    assert_eq!(refusal, HandshakeType::Rejection(RejectReason::DOWN));
+
+    let (_publisher, status) = wait_exit(publisher, Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ffmpeg failed: {}",
+        read_log(dir.path(), "publisher")
+    );
+    let recorded = dir.path().join("origin.out");
+    settled_len(&recorded, Duration::from_millis(500)).await;
+    assert_prefix_of(&recorded, &dir.path().join("publisher.ts"));
+    // The last session ended: the listener stops and the drain completes before its grace.
+    tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .expect("drain finished")
+        .unwrap();
+    wait_until("listener stopped", Duration::from_secs(2), || {
+        proxy.task.is_finished()
+    })
+    .await;
+    assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
 }

@@ -26,8 +26,6 @@ use super::{
 };
 use crate::{config::SrtLimits, lifecycle::Lifecycle};
 
-/// Receive buffer chunk; datagrams are split off it so queued ones share allocations.
-const RECV_CHUNK: usize = 64 * 1024;
 /// libsrt socket ids stay below 2^30 (bit 30 marks socket groups).
 const SOCKET_ID_LIMIT: u32 = 1 << 30;
 
@@ -62,20 +60,18 @@ pub async fn serve(
     };
     let terminate = lifecycle.terminate().clone();
     let draining = lifecycle.draining().clone();
-    let mut buf = BytesMut::with_capacity(RECV_CHUNK);
+    // One byte more than the largest SRT datagram, so oversized ones are seen as such.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
-        // Room for one datagram more than the largest SRT one, so oversized ones are seen.
-        buf.reserve(MAX_DATAGRAM + 1);
         tokio::select! {
             biased;
             _ = terminate.cancelled() => break,
             _ = draining.cancelled(), if listener.sessions.is_empty() => break,
             Some(proxy_id) = ended_rx.recv() => listener.forget(proxy_id),
-            received = socket.recv_buf_from(&mut buf) => match received {
-                Ok((len, from)) => {
-                    let datagram = buf.split_to(len);
-                    listener.on_datagram(datagram, from);
-                }
+            received = socket.recv_from(&mut buf) => match received {
+                // Each datagram gets an allocation of its own size: a queued one then holds
+                // no more memory than its bytes, whatever the other sessions do.
+                Ok((len, from)) => listener.on_datagram(BytesMut::from(&buf[..len]), from),
                 Err(err) => {
                     // UDP receive errors are transient (e.g. ICMP reports); avoid a hot loop.
                     tracing::warn!(error = %err, "SRT receive failed");

@@ -10,6 +10,8 @@
 
 /// SRS's default app when the stream id names only a stream.
 pub const DEFAULT_APP: &str = "live";
+/// SRS's name of the vhost of clients that name none.
+const DEFAULT_VHOST: &str = "__defaultVhost__";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamIdError {
@@ -99,11 +101,11 @@ impl StreamId {
         })
     }
 
-    /// `vhost/app/stream` for logs (`-` when no vhost was named).
+    /// `vhost/app/stream` for logs (SRS's `__defaultVhost__` when no vhost was named).
     pub fn key(&self) -> String {
         format!(
             "{}/{}/{}",
-            self.vhost.as_deref().unwrap_or("-"),
+            self.vhost.as_deref().unwrap_or(DEFAULT_VHOST),
             self.app,
             self.stream
         )
@@ -150,6 +152,7 @@ mod tests {
         assert!(!id.publish);
         assert_eq!(id.params, vec![("token".to_owned(), "abc".to_owned())]);
         assert_eq!(id.key(), "example.com/live/cam");
+        assert_eq!(parse("live/cam").key(), "__defaultVhost__/live/cam");
         // Mode is case-insensitive; no mode plays.
         assert!(parse("#!::r=live/cam,m=PUBLISH").publish);
         assert!(!parse("#!::r=live/cam").publish);

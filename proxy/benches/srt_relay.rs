@@ -1,0 +1,288 @@
+//! SRT relay cost, proxy vs direct, measured in the same run:
+//! `cargo bench -p originstack-proxy --bench srt_relay`
+//!
+//! A caller and an echoing listener, both speaking the SRT handshake through the proxy's own
+//! codec, exchange 1316-byte data packets (7 TS packets, what live SRT carries) over loopback
+//! UDP, once directly and once through the proxy:
+//! - latency: one packet in flight, round-trip time per packet (the proxy is crossed twice);
+//! - throughput: a window of packets in flight, datagrams relayed per second.
+//!
+//! The peers are not libsrt: libsrt paces live traffic and holds packets for its TSBPD latency
+//! (120 ms), which would hide the proxy's microseconds.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, UdpSocket},
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use futures::future::BoxFuture;
+use originstack_proxy::{
+    config::SrtLimits,
+    lifecycle::Lifecycle,
+    srt::{
+        self, OriginResolver, ResolveError, ResolvedOrigin, SrtStats, StreamId,
+        handshake::{Extension, Handshake, HandshakeType, SRT_MAGIC, ext, peer_ip_words},
+        packet::{HEADER_LEN, Header, PacketKind, set_destination},
+    },
+};
+
+const PAYLOAD: usize = 1316;
+const PING_PONGS: usize = 20_000;
+const WINDOW: usize = 32;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+const ORIGIN_SOCKET_ID: u32 = 0x0123_4567;
+const CLIENT_SOCKET_ID: u32 = 0x0765_4321;
+
+struct EchoResolver(SocketAddr);
+
+impl OriginResolver for EchoResolver {
+    fn resolve<'a>(
+        &'a self,
+        _: &'a StreamId,
+    ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>> {
+        Box::pin(async move {
+            Ok(ResolvedOrigin {
+                addr: self.0,
+                guard: Box::new(()),
+            })
+        })
+    }
+}
+
+/// An SRT listener that accepts any caller and echoes its data packets back.
+fn echo_origin() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut peers: HashMap<SocketAddr, u32> = HashMap::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            let Ok(header) = Header::decode(&buf[..len]) else {
+                continue;
+            };
+            match header.kind {
+                PacketKind::Data { .. } => {
+                    if let Some(&peer) = peers.get(&from) {
+                        set_destination(&mut buf[..len], peer);
+                        let _ = socket.send_to(&buf[..len], from);
+                    }
+                }
+                _ => {
+                    let Ok(request) = Handshake::decode(&buf[HEADER_LEN..len]) else {
+                        continue;
+                    };
+                    let answer = match request.kind {
+                        HandshakeType::Induction => Handshake {
+                            version: 5,
+                            extension_field: SRT_MAGIC,
+                            cookie: 0x00c0_ffee,
+                            ..request.clone()
+                        },
+                        HandshakeType::Conclusion => {
+                            peers.insert(from, request.socket_id);
+                            Handshake {
+                                extension_field: 1,
+                                socket_id: ORIGIN_SOCKET_ID,
+                                extensions: vec![Extension {
+                                    kind: ext::HSRSP,
+                                    contents: vec![0x0001_0501, 0xbf, (120 << 16) | 120],
+                                }],
+                                ..request.clone()
+                            }
+                        }
+                        _ => continue,
+                    };
+                    let _ = socket.send_to(&answer.encode_packet(0, request.socket_id), from);
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// Connects as an SRT caller; returns the socket and the listener's socket id.
+fn connect(to: SocketAddr) -> (UdpSocket, u32) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(to).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut request = Handshake {
+        version: 4,
+        encryption: 0,
+        extension_field: 2,
+        initial_sequence: 1,
+        mtu: 1500,
+        flow_window: 8192,
+        kind: HandshakeType::Induction,
+        socket_id: CLIENT_SOCKET_ID,
+        cookie: 0,
+        peer_ip: peer_ip_words(to.ip()),
+        extensions: Vec::new(),
+    };
+    let mut buf = [0u8; 2048];
+    socket.send(&request.encode_packet(0, 0)).unwrap();
+    let len = socket.recv(&mut buf).unwrap();
+    let (_, induction) = Handshake::decode_packet(&buf[..len]).unwrap();
+    request = Handshake {
+        version: 5,
+        extension_field: 5,
+        kind: HandshakeType::Conclusion,
+        cookie: induction.cookie,
+        extensions: vec![
+            Extension {
+                kind: ext::HSREQ,
+                contents: vec![0x0001_0501, 0xbf, 120 << 16],
+            },
+            Extension::stream_id("#!::r=bench/echo,m=publish").unwrap(),
+        ],
+        ..request
+    };
+    socket.send(&request.encode_packet(1, 0)).unwrap();
+    let len = socket.recv(&mut buf).unwrap();
+    let (_, answer) = Handshake::decode_packet(&buf[..len]).unwrap();
+    assert_eq!(answer.kind, HandshakeType::Conclusion, "connection refused");
+    (socket, answer.socket_id)
+}
+
+fn data_packet(sequence: u32, destination: u32) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(HEADER_LEN + PAYLOAD);
+    Header {
+        kind: PacketKind::Data { sequence },
+        info: 0xc000_0001,
+        timestamp: sequence,
+        destination,
+    }
+    .encode(&mut packet);
+    packet.resize(HEADER_LEN + PAYLOAD, 0x47);
+    packet
+}
+
+struct Latency {
+    median: Duration,
+    p99: Duration,
+}
+
+fn ping_pong(socket: &UdpSocket, peer: u32) -> Latency {
+    let mut buf = [0u8; 2048];
+    let mut rtts = Vec::with_capacity(PING_PONGS);
+    for sequence in 0..PING_PONGS as u32 {
+        let packet = data_packet(sequence, peer);
+        let sent = Instant::now();
+        socket.send(&packet).unwrap();
+        loop {
+            let len = socket.recv(&mut buf).expect("echo within 5 s");
+            // Skip anything that is not the echo of this packet (none expected).
+            if Header::decode(&buf[..len]).is_ok_and(|h| h.kind == PacketKind::Data { sequence }) {
+                break;
+            }
+        }
+        rtts.push(sent.elapsed());
+    }
+    rtts.sort();
+    Latency {
+        median: rtts[rtts.len() / 2],
+        p99: rtts[rtts.len() * 99 / 100],
+    }
+}
+
+/// Echoed packets per second with `WINDOW` in flight; a lost packet frees its slot after 50 ms.
+fn throughput(socket: &UdpSocket, peer: u32) -> (f64, u64) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (mut sequence, mut in_flight, mut echoed, mut lost) = (0u32, 0usize, 0u64, 0u64);
+    let started = Instant::now();
+    while started.elapsed() < THROUGHPUT_FOR {
+        while in_flight < WINDOW {
+            socket.send(&data_packet(sequence, peer)).unwrap();
+            sequence = sequence.wrapping_add(1);
+            in_flight += 1;
+        }
+        match socket.recv(&mut buf) {
+            Ok(_) => {
+                echoed += 1;
+                in_flight -= 1;
+            }
+            Err(_) => {
+                lost += in_flight as u64;
+                in_flight = 0;
+            }
+        }
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    (echoed as f64 / started.elapsed().as_secs_f64(), lost)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = echo_origin();
+    let stats = Arc::new(SrtStats::default());
+    let proxy = runtime.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let lifecycle = Lifecycle::new(Duration::from_secs(1), Duration::from_secs(2));
+        let resolver = Arc::new(EchoResolver(origin));
+        runtime.spawn(srt::serve(
+            socket,
+            resolver,
+            SrtLimits::default(),
+            stats.clone(),
+            lifecycle,
+        ));
+        addr
+    });
+
+    let (direct, direct_peer) = connect(origin);
+    let (proxied, proxied_peer) = connect(proxy);
+    // Warm up both paths (allocator, caches, task wake-ups).
+    ping_pong(&direct, direct_peer);
+    ping_pong(&proxied, proxied_peer);
+
+    let direct_latency = ping_pong(&direct, direct_peer);
+    let proxied_latency = ping_pong(&proxied, proxied_peer);
+    let (direct_rate, direct_lost) = throughput(&direct, direct_peer);
+    let (proxied_rate, proxied_lost) = throughput(&proxied, proxied_peer);
+
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "SRT relay, {PAYLOAD}-byte data packets over loopback, {} CPUs",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "round trip, median: direct {:.1} µs, proxy {:.1} µs -> added {:.1} µs per round trip, {:.1} µs per packet relayed",
+        micros(direct_latency.median),
+        micros(proxied_latency.median),
+        micros(proxied_latency.median.saturating_sub(direct_latency.median)),
+        micros(proxied_latency.median.saturating_sub(direct_latency.median)) / 2.0,
+    );
+    println!(
+        "round trip, p99:    direct {:.1} µs, proxy {:.1} µs",
+        micros(direct_latency.p99),
+        micros(proxied_latency.p99)
+    );
+    println!(
+        "echoes/s ({WINDOW} in flight): direct {direct_rate:.0} (lost {direct_lost}), proxy {proxied_rate:.0} (lost {proxied_lost}) -> proxy/direct {:.2}; the proxy relayed {:.0} datagrams/s",
+        proxied_rate / direct_rate,
+        proxied_rate * 2.0,
+    );
+    println!(
+        "proxy counters: to origin {}, to client {}, queue drops {}",
+        SrtStats::get(&stats.to_origin),
+        SrtStats::get(&stats.to_client),
+        SrtStats::get(&stats.queue_drops)
+    );
+}
