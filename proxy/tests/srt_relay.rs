@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     fs,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
@@ -336,6 +336,57 @@ async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -
     }
 }
 
+/// A recording origin for live/cam and a proxy resolving to it.
+async fn proxy_to_recording_origin(
+    dir: &Path,
+    limits: SrtLimits,
+) -> (ChildGuard, Arc<MapResolver>, Proxy) {
+    let (origin, origin_addr) = recording_origin(dir).await;
+    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
+    let proxy = Proxy::start(resolver.clone(), limits).await;
+    (origin, resolver, proxy)
+}
+
+/// Waits for the ffmpeg peer `name` to finish, successfully.
+async fn wait_ffmpeg_done(dir: &Path, name: &str, ffmpeg: ChildGuard) {
+    let (_ffmpeg, status) = wait_exit(ffmpeg, Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{name} failed: {}",
+        read_log(dir, name)
+    );
+}
+
+/// Once the publisher is done: the recording origin wrote what the publisher sent.
+async fn assert_recorded_intact(dir: &Path) -> PathBuf {
+    let recorded = dir.join("origin.out");
+    settled_len(&recorded, Duration::from_millis(500)).await;
+    assert_prefix_of(&recorded, &dir.join("publisher.ts"));
+    recorded
+}
+
+/// The resolver was asked once, for live/cam, in the given mode.
+fn assert_resolved_once(resolver: &MapResolver, publish: bool) {
+    let seen = resolver.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (
+            seen[0].app.as_str(),
+            seen[0].stream.as_str(),
+            seen[0].publish
+        ),
+        ("live", "cam", publish)
+    );
+}
+
+/// Every session is gone and every origin guard released.
+async fn wait_cleanup(proxy: &Proxy, resolver: &MapResolver) {
+    wait_until("session cleanup", Duration::from_secs(5), || {
+        proxy.active() == 0 && resolver.held() == 0
+    })
+    .await;
+}
+
 const PUBLISH: &str = "#!::r=live/cam,m=publish";
 
 // ---------------------------------------------------------------------------------------------
@@ -344,38 +395,17 @@ const PUBLISH: &str = "#!::r=live/cam,m=publish";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publish_reaches_the_origin_intact() {
     let dir = TempDir::new().unwrap();
-    let (_origin, origin_addr) = recording_origin(dir.path()).await;
-    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
-    let proxy = Proxy::start(resolver.clone(), test_limits()).await;
+    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
 
     let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 4);
-    let (_publisher, status) = wait_exit(publisher, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "ffmpeg failed: {}",
-        read_log(dir.path(), "publisher")
-    );
+    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
 
-    let recorded = dir.path().join("origin.out");
-    settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.path().join("publisher.ts"));
+    let recorded = assert_recorded_intact(dir.path()).await;
     assert_h264_aac_320x240(&recorded);
 
-    let seen = resolver.seen();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(
-        (
-            seen[0].app.as_str(),
-            seen[0].stream.as_str(),
-            seen[0].publish
-        ),
-        ("live", "cam", true)
-    );
+    assert_resolved_once(&resolver, true);
     // ffmpeg closed the connection: the session is gone and its guard released.
-    wait_until("session cleanup", Duration::from_secs(5), || {
-        proxy.active() == 0 && resolver.held() == 0
-    })
-    .await;
+    wait_cleanup(&proxy, &resolver).await;
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
     assert!(SrtStats::get(&proxy.stats.to_origin) > 100);
 }
@@ -425,12 +455,7 @@ async fn play_from_an_origin_fed_by_ffmpeg() {
             "file://con",
         ],
     );
-    let (_feeder, status) = wait_exit(feeder, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "ffmpeg failed: {}",
-        read_log(dir.path(), "feeder")
-    );
+    wait_ffmpeg_done(dir.path(), "feeder", feeder).await;
     let played = dir.path().join("player.out");
     settled_len(&played, Duration::from_millis(500)).await;
     player.kill();
@@ -450,19 +475,8 @@ async fn play_from_an_origin_fed_by_ffmpeg() {
         "what played is not a contiguous part of what was fed"
     );
     assert_h264_aac_320x240(&played);
-    let seen = resolver.seen();
-    assert_eq!(
-        (
-            seen[0].app.as_str(),
-            seen[0].stream.as_str(),
-            seen[0].publish
-        ),
-        ("live", "cam", false)
-    );
-    wait_until("session cleanup", Duration::from_secs(5), || {
-        proxy.active() == 0 && resolver.held() == 0
-    })
-    .await;
+    assert_resolved_once(&resolver, false);
+    wait_cleanup(&proxy, &resolver).await;
 }
 
 /// Datagrams a hostile or broken peer may send to the SRT port.
@@ -510,9 +524,7 @@ fn garbage_datagrams(proxy: SocketAddr, count: usize) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_datagrams_do_not_disturb_a_running_session() {
     let dir = TempDir::new().unwrap();
-    let (_origin, origin_addr) = recording_origin(dir.path()).await;
-    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
-    let proxy = Proxy::start(resolver.clone(), test_limits()).await;
+    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
     let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 4);
 
     let garbage = garbage_datagrams(proxy.addr, 3000);
@@ -527,16 +539,9 @@ async fn garbage_datagrams_do_not_disturb_a_running_session() {
         }
     });
 
-    let (_publisher, status) = wait_exit(publisher, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "ffmpeg failed: {}",
-        read_log(dir.path(), "publisher")
-    );
+    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
     thrower.await.unwrap();
-    let recorded = dir.path().join("origin.out");
-    settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.path().join("publisher.ts"));
+    let recorded = assert_recorded_intact(dir.path()).await;
     assert_h264_aac_320x240(&recorded);
     assert_eq!(
         SrtStats::get(&proxy.stats.garbage),
@@ -548,6 +553,7 @@ async fn garbage_datagrams_do_not_disturb_a_running_session() {
         1,
         "no session from a forged conclusion"
     );
+    wait_cleanup(&proxy, &resolver).await;
 }
 
 /// Plays `url` with ffprobe (libsrt caller; srt-live-transmit exits 0 even when refused):
@@ -673,28 +679,16 @@ async fn dead_origins_are_refused_without_stalling_other_sessions() {
         eprintln!("{name}: refused after {took:?}: {}", log.trim());
     }
 
-    let (_publisher, status) = wait_exit(publisher, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "ffmpeg failed: {}",
-        read_log(dir.path(), "publisher")
-    );
-    let recorded = dir.path().join("origin.out");
-    settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.path().join("publisher.ts"));
+    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
+    assert_recorded_intact(dir.path()).await;
     assert!(SrtStats::get(&proxy.stats.rejected) >= 2);
-    wait_until("session cleanup", Duration::from_secs(5), || {
-        proxy.active() == 0 && resolver.held() == 0
-    })
-    .await;
+    wait_cleanup(&proxy, &resolver).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
     let dir = TempDir::new().unwrap();
-    let (_origin, origin_addr) = recording_origin(dir.path()).await;
-    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
-    let proxy = Proxy::start(resolver.clone(), test_limits()).await;
+    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
     let cases = [
         (
             "encrypted",
@@ -756,13 +750,11 @@ async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_clients_time_out_and_the_origin_is_told() {
     let dir = TempDir::new().unwrap();
-    let (origin, origin_addr) = recording_origin(dir.path()).await;
-    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
     let limits = SrtLimits {
         idle_timeout: Duration::from_millis(1500),
         ..SrtLimits::default()
     };
-    let proxy = Proxy::start(resolver.clone(), limits).await;
+    let (origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), limits).await;
     // A publisher with nothing to send: only keepalives and ACKs flow.
     let idle_source = format!("udp://127.0.0.1:{}", free_udp_port());
     let mut client = live_transmit(
@@ -803,9 +795,7 @@ async fn silent_clients_time_out_and_the_origin_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_refuses_new_callers_and_keeps_relaying() {
     let dir = TempDir::new().unwrap();
-    let (_origin, origin_addr) = recording_origin(dir.path()).await;
-    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
-    let proxy = Proxy::start(resolver.clone(), test_limits()).await;
+    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
     let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
     wait_until("session relaying", Duration::from_secs(5), || {
         SrtStats::get(&proxy.stats.to_client) > 0
@@ -826,15 +816,8 @@ async fn draining_refuses_new_callers_and_keeps_relaying() {
     let refusal = raw_handshake(proxy.addr, Some("#!::r=live/cam,m=request"), 0).await;
     assert_eq!(refusal, HandshakeType::Rejection(RejectReason::DOWN));
 
-    let (_publisher, status) = wait_exit(publisher, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "ffmpeg failed: {}",
-        read_log(dir.path(), "publisher")
-    );
-    let recorded = dir.path().join("origin.out");
-    settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.path().join("publisher.ts"));
+    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
+    assert_recorded_intact(dir.path()).await;
     // The last session ended: the listener stops and the drain completes before its grace.
     tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -845,4 +828,5 @@ async fn draining_refuses_new_callers_and_keeps_relaying() {
     })
     .await;
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
+    wait_cleanup(&proxy, &resolver).await;
 }

@@ -458,13 +458,7 @@ pub fn peer_ip_words(ip: IpAddr) -> [u32; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::srt::packet::tests::hex;
 
     // Captured between srt-live-transmit 1.5.1 caller (streamid #!::r=live/cam,m=publish)
     // and a srt-live-transmit 1.5.1 listener.

@@ -189,10 +189,11 @@ pub(super) fn read_u32(bytes: &[u8], offset: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn hex(text: &str) -> Vec<u8> {
+    /// Bytes from a hex dump (captured packets in tests).
+    pub(crate) fn hex(text: &str) -> Vec<u8> {
         (0..text.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
