@@ -35,7 +35,12 @@ pub struct Config {
     pub system_api: ListenAddr,
 
     /// Where stream ownership lives: `memory` for one proxy, `redis` for several replicas.
-    #[arg(long, env = "PROXY_LOAD_BALANCER_TYPE", value_enum, default_value = "memory")]
+    #[arg(
+        long,
+        env = "PROXY_LOAD_BALANCER_TYPE",
+        value_enum,
+        default_value = "memory"
+    )]
     pub load_balancer_type: LoadBalancerType,
 
     #[command(flatten)]
@@ -79,11 +84,20 @@ pub enum LoadBalancerType {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
     /// Redis host (ignored when PROXY_REDIS_URL is set).
-    #[arg(long = "redis-host", env = "PROXY_REDIS_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long = "redis-host",
+        env = "PROXY_REDIS_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
     #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
-    #[arg(long = "redis-password", env = "PROXY_REDIS_PASSWORD", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "redis-password",
+        env = "PROXY_REDIS_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub password: String,
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
@@ -116,7 +130,9 @@ impl RedisConfig {
 fn percent_encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -127,9 +143,17 @@ fn percent_encode(raw: &str) -> String {
 pub struct DefaultBackendConfig {
     #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
     pub enabled: bool,
-    #[arg(long = "default-backend-ip", env = "PROXY_DEFAULT_BACKEND_IP", default_value = "127.0.0.1")]
+    #[arg(
+        long = "default-backend-ip",
+        env = "PROXY_DEFAULT_BACKEND_IP",
+        default_value = "127.0.0.1"
+    )]
     pub ip: String,
-    #[arg(long = "default-backend-rtmp", env = "PROXY_DEFAULT_BACKEND_RTMP", default_value = "19350")]
+    #[arg(
+        long = "default-backend-rtmp",
+        env = "PROXY_DEFAULT_BACKEND_RTMP",
+        default_value = "19350"
+    )]
     pub rtmp: String,
     #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
     pub http: Option<String>,
@@ -164,10 +188,11 @@ impl FromStr for ListenAddr {
         if let Ok(port) = port_only.parse::<u16>() {
             return Ok(ListenAddr(SocketAddr::from(([0, 0, 0, 0], port))));
         }
-        value
-            .parse::<SocketAddr>()
-            .map(ListenAddr)
-            .map_err(|_| format!("expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"))
+        value.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
+            format!(
+                "expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"
+            )
+        })
     }
 }
 
@@ -183,10 +208,22 @@ mod tests {
 
     #[test]
     fn listen_addr_forms() {
-        assert_eq!("1935".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:1935");
-        assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:8080");
-        assert_eq!("127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(), "127.0.0.1:1");
-        assert_eq!("[::]:1935".parse::<ListenAddr>().unwrap().to_string(), "[::]:1935");
+        assert_eq!(
+            "1935".parse::<ListenAddr>().unwrap().to_string(),
+            "0.0.0.0:1935"
+        );
+        assert_eq!(
+            ":8080".parse::<ListenAddr>().unwrap().to_string(),
+            "0.0.0.0:8080"
+        );
+        assert_eq!(
+            "127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            "[::]:1935".parse::<ListenAddr>().unwrap().to_string(),
+            "[::]:1935"
+        );
         assert!("nonsense".parse::<ListenAddr>().is_err());
         assert!("70000".parse::<ListenAddr>().is_err());
     }
@@ -215,7 +252,10 @@ mod tests {
             db: 2,
             url: None,
         };
-        assert_eq!(redis.connection_url(), "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2");
+        assert_eq!(
+            redis.connection_url(),
+            "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2"
+        );
         redis.url = Some("rediss://example:6379".into());
         assert_eq!(redis.connection_url(), "rediss://example:6379");
     }

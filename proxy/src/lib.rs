@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod lifecycle;
+pub mod rtmp;
 pub mod telemetry;
 
 use anyhow::Context;

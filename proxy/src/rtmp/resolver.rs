@@ -1,0 +1,57 @@
+//! What the RTMP session needs from stream ownership: the origin that owns a stream, and a
+//! lease that keeps the ownership while the session lives. The proxy core implements this on
+//! top of its origin registry; the RTMP layer depends on nothing more.
+
+use std::net::SocketAddr;
+
+use futures::future::BoxFuture;
+
+use super::stream_key::RtmpStreamKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Publish,
+    Play,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Publish => "publish",
+            Intent::Play => "play",
+        }
+    }
+}
+
+/// The origin chosen for a session.
+pub struct ResolvedOrigin {
+    /// The origin's RTMP endpoint.
+    pub rtmp: SocketAddr,
+    /// Held for the session's whole life: while it lives the stream's ownership is renewed,
+    /// dropping it releases the ownership.
+    pub lease: Box<dyn Send>,
+}
+
+impl std::fmt::Debug for ResolvedOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedOrigin")
+            .field("rtmp", &self.rtmp)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no origin is available")]
+    NoOrigin,
+    #[error("stream ownership lookup failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub trait OriginResolver: Send + Sync {
+    fn resolve<'a>(
+        &'a self,
+        key: &'a RtmpStreamKey,
+        intent: Intent,
+    ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>>;
+}
