@@ -71,6 +71,9 @@ impl RtmpConnection {
     ) -> Result<Self, ConnectionError> {
         let mut c0c1 = [0u8; 1 + PACKET_SIZE];
         socket.read_exact(&mut c0c1).await?;
+        if let Ok(form) = handshake::client_form(&c0c1[1..]) {
+            tracing::debug!(?form, "client handshake");
+        }
         let response = handshake::server_response(c0c1[0], &c0c1[1..], &mut rand::rng())?;
         socket.write_all(&response).await?;
         let mut c2 = [0u8; PACKET_SIZE];

@@ -1,0 +1,285 @@
+//! RTMP through the proxy with real peers: nginx-rtmp origins, ffmpeg publishing, ffprobe
+//! playing.
+
+mod support;
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use originstack_proxy::rtmp::RtmpLimits;
+use support::{
+    NginxRtmp, Proxy, TestResolver, eventually, probe, publish, sample_flv, sample_probe,
+};
+
+fn origins(n: usize) -> Vec<NginxRtmp> {
+    (0..n)
+        .map(|_| NginxRtmp::start().expect("start nginx-rtmp"))
+        .collect()
+}
+
+/// Which origins carry `stream` right now.
+fn carriers(origins: &[NginxRtmp], stream: &str) -> Vec<SocketAddr> {
+    origins
+        .iter()
+        .filter(|o| {
+            o.published_streams()
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s == stream)
+        })
+        .map(|o| o.rtmp)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
+    sample_flv();
+    let origins = origins(3);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let leases = resolver.leases();
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+
+    // The token in the query travels to the origin with the stream name.
+    let mut publisher = publish(&format!("{}?token=secret", proxy.url("cam1"))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "cam1").len()
+            == 1)
+        .await,
+        "the stream never appeared on an origin"
+    );
+    assert_eq!(
+        carriers(&origins, "cam1"),
+        vec![resolver.origin_of_stream("cam1")]
+    );
+    assert_eq!(
+        leases.load(Ordering::SeqCst),
+        1,
+        "the publisher holds one lease"
+    );
+
+    let seen = probe(&proxy.url("cam1")).await.unwrap();
+    assert_eq!(seen, sample_probe());
+    // Played straight from the owning origin too: the proxy relayed media untouched.
+    let direct = probe(&format!(
+        "rtmp://{}/live/cam1",
+        resolver.origin_of_stream("cam1")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(direct, sample_probe());
+
+    publisher.ensure_running().unwrap();
+    publisher.kill();
+    assert!(
+        eventually(Duration::from_secs(10), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await,
+        "leases are released when sessions end"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || carriers(&origins, "cam1")
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_spread_over_three_origins_and_meet_their_players() {
+    sample_flv();
+    let origins = origins(3);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+
+    let names: Vec<String> = (0..30).map(|i| format!("stream{i}")).collect();
+    let mut publishers: Vec<_> = names
+        .iter()
+        .map(|name| publish(&proxy.url(name)).unwrap())
+        .collect();
+    let all_up = eventually(Duration::from_secs(30), || {
+        let published: usize = origins
+            .iter()
+            .map(|o| o.published_streams().unwrap_or_default().len())
+            .sum();
+        published == names.len()
+    })
+    .await;
+    assert!(all_up, "not every stream reached an origin");
+
+    let mut per_origin: HashMap<SocketAddr, usize> = HashMap::new();
+    for name in &names {
+        let on = carriers(&origins, name);
+        assert_eq!(
+            on,
+            vec![resolver.origin_of_stream(name)],
+            "{name} must be on exactly its owner"
+        );
+        *per_origin.entry(on[0]).or_default() += 1;
+    }
+    assert_eq!(
+        per_origin.len(),
+        3,
+        "streams spread over all origins: {per_origin:?}"
+    );
+
+    // Every publisher meets its player, ten players at a time.
+    for batch in names.chunks(10) {
+        let probes = batch.iter().map(|name| {
+            let url = proxy.url(name);
+            async move { (url.clone(), probe(&url).await) }
+        });
+        for (url, seen) in futures::future::join_all(probes).await {
+            assert_eq!(seen.unwrap(), sample_probe(), "{url}");
+        }
+    }
+    for publisher in &mut publishers {
+        publisher.ensure_running().unwrap();
+    }
+}
+
+/// Plain handshake (C0 + C1 of zeros, read S0-S2, C2), as the simplest clients do.
+fn handshaken(proxy: SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(proxy).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    socket.write_all(&c0c1).unwrap();
+    let mut s = vec![0u8; 1 + 2 * 1536];
+    socket.read_exact(&mut s).unwrap();
+    assert_eq!(s[0], 3);
+    socket.write_all(&[0u8; 1536]).unwrap();
+    socket
+}
+
+/// The proxy closes the connection: reads end (EOF or reset) before the timeout.
+fn closed_by_proxy(mut socket: TcpStream) -> bool {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_closes_only_its_own_connection() {
+    sample_flv();
+    let origins = origins(1);
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let limits = RtmpLimits {
+        handshake_timeout: Duration::from_secs(2),
+        max_message_size: 1024 * 1024,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(resolver, limits).await;
+    let mut publisher = publish(&proxy.url("healthy")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "healthy")
+            .len()
+            == 1)
+        .await
+    );
+    let addr = proxy.addr;
+
+    let hostile = tokio::task::spawn_blocking(move || {
+        let mut results = Vec::new();
+        // Garbage instead of a handshake (wrong version byte).
+        let mut garbage = TcpStream::connect(addr).unwrap();
+        let noise: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let _ = garbage.write_all(&noise);
+        results.push(("garbage", closed_by_proxy(garbage)));
+        // A handshake cut short: the handshake timeout ends it.
+        let mut truncated = TcpStream::connect(addr).unwrap();
+        truncated.write_all(&[3u8; 700]).unwrap();
+        results.push(("truncated handshake", closed_by_proxy(truncated)));
+        // A message larger than the limit.
+        let mut oversized = handshaken(addr);
+        oversized
+            .write_all(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0])
+            .unwrap();
+        results.push(("oversized message", closed_by_proxy(oversized)));
+        // Continuation chunks for a chunk stream that never had a header.
+        let mut orphan = handshaken(addr);
+        orphan.write_all(&[0xC5, 1, 2, 3, 4]).unwrap();
+        results.push(("orphan continuation", closed_by_proxy(orphan)));
+        // A command that is not AMF0.
+        let mut bad_amf = handshaken(addr);
+        bad_amf
+            .write_all(&[
+                0x03, 0, 0, 0, 0, 0, 4, 20, 0, 0, 0, 0, 0x11, 0x11, 0x11, 0x11,
+            ])
+            .unwrap();
+        results.push(("bad AMF0 command", closed_by_proxy(bad_amf)));
+        // A client that connects and then stays silent.
+        let silent = TcpStream::connect(addr).unwrap();
+        results.push(("silent", closed_by_proxy(silent)));
+        results
+    })
+    .await
+    .unwrap();
+    for (what, closed) in hostile {
+        assert!(closed, "the proxy did not close the {what} connection");
+    }
+
+    assert!(proxy.is_serving(), "the accept loop survived");
+    publisher
+        .ensure_running()
+        .expect("the healthy publisher was not disturbed");
+    assert_eq!(carriers(&origins, "healthy").len(), 1);
+    assert_eq!(probe(&proxy.url("healthy")).await.unwrap(), sample_probe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_origin_and_connection_limit_refuse_cleanly() {
+    // An origin address nothing listens on.
+    let dead: SocketAddr = ([127, 0, 0, 1], originstack_e2e::free_port()).into();
+    let resolver = Arc::new(TestResolver::new(vec![dead]));
+    let leases = resolver.leases();
+    let limits = RtmpLimits {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(resolver, limits).await;
+    let err = probe(&proxy.url("nowhere")).await.unwrap_err();
+    assert!(err.to_string().contains("failed"), "{err:#}");
+    assert!(
+        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await
+    );
+
+    let addr = proxy.addr;
+    let third_closed = tokio::task::spawn_blocking(move || {
+        let first = TcpStream::connect(addr).unwrap();
+        let second = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let third = TcpStream::connect(addr).unwrap();
+        let closed = closed_by_proxy(third);
+        drop((first, second));
+        closed
+    })
+    .await
+    .unwrap();
+    assert!(third_closed, "a connection over the limit is closed");
+}
