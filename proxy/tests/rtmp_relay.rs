@@ -283,3 +283,127 @@ async fn unreachable_origin_and_connection_limit_refuse_cleanly() {
     .unwrap();
     assert!(third_closed, "a connection over the limit is closed");
 }
+
+/// Enhanced RTMP (HEVC signalled by FourCC, as OBS 30+ and ffmpeg 6.1+ send it) crosses the
+/// proxy byte for byte in both hops: our own client publishes through the proxy, another
+/// plays through the proxy, the origin in between is nginx-rtmp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enhanced_rtmp_media_passes_through_untouched() {
+    use originstack_proxy::rtmp::{
+        Intent, RtmpStreamKey,
+        amf0::Value,
+        chunk::{DecoderLimits, Message},
+        command::Command,
+        control::kind,
+        origin::{self, OriginRequest},
+    };
+
+    // nginx-rtmp reads the frame type without masking the Enhanced RTMP flag bit, so it would
+    // hold these frames back waiting for a key frame; SRS origins know the flag.
+    let origins = [NginxRtmp::start_with("wait_key off;").unwrap()];
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
+    let key = RtmpStreamKey {
+        vhost: "__defaultVhost__".into(),
+        app: "live".into(),
+        stream: "hevc".into(),
+        query: String::new(),
+    };
+    let open = |intent: Intent| {
+        let key = key.clone();
+        let addr = proxy.addr;
+        async move {
+            let args = match intent {
+                Intent::Publish => vec![Value::string("live")],
+                Intent::Play => vec![Value::Number(-2000.0)],
+            };
+            let request = OriginRequest {
+                key: &key,
+                intent,
+                connect_object: &Value::object([(
+                    "fourCcList",
+                    Value::StrictArray(vec![Value::string("hvc1")]),
+                )]),
+                tc_query: "",
+                stream_args: &args,
+                buffer_millis: 100,
+            };
+            origin::open(addr, request, DecoderLimits::default())
+                .await
+                .unwrap()
+        }
+    };
+
+    let mut publisher = open(Intent::Publish).await;
+    // Wait for the origin's NetStream.Publish.Start, relayed by the proxy.
+    loop {
+        let message = publisher.connection.read_message().await.unwrap();
+        if message.type_id == kind::COMMAND_AMF0
+            && Command::decode(message.type_id, &message.payload)
+                .unwrap()
+                .is_status("NetStream.Publish.Start")
+        {
+            break;
+        }
+    }
+    let mut player = open(Intent::Play).await;
+    loop {
+        let message = player.connection.read_message().await.unwrap();
+        if message.type_id == kind::COMMAND_AMF0
+            && Command::decode(message.type_id, &message.payload)
+                .unwrap()
+                .is_status("NetStream.Play.Start")
+        {
+            break;
+        }
+    }
+
+    // Sequence start (0x80 | key frame << 4 | PacketType 0) then coded frames (PacketType 1)
+    // of 1 to 100 KB: larger than every chunk size on the way.
+    let mut frames = Vec::new();
+    let mut sequence_start = vec![0x90, b'h', b'v', b'c', b'1'];
+    sequence_start.extend((0..40u8).map(|i| i.wrapping_mul(7)));
+    frames.push(sequence_start);
+    for i in 0..20usize {
+        let mut frame = vec![
+            if i % 10 == 0 { 0x91 } else { 0xA1 },
+            b'h',
+            b'v',
+            b'c',
+            b'1',
+            0,
+            0,
+            0,
+        ];
+        frame.extend((0..1000 + i * 5000).map(|j| (j * 13 + i) as u8));
+        frames.push(frame);
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        let message = Message {
+            csid: 6,
+            timestamp: 1000 + i as u32 * 33,
+            type_id: kind::VIDEO,
+            stream_id: publisher.stream_id,
+            payload: frame.clone().into(),
+        };
+        publisher.connection.queue(&message);
+    }
+    publisher.connection.flush().await.unwrap();
+
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while received.len() < frames.len() {
+        let message = tokio::time::timeout_at(deadline, player.connection.read_message())
+            .await
+            .expect("frames arrive")
+            .unwrap();
+        if message.type_id == kind::VIDEO {
+            assert_eq!(
+                message.stream_id, player.stream_id,
+                "stream id translated for the player"
+            );
+            received.push(message.payload.to_vec());
+        }
+    }
+    assert_eq!(received, frames);
+}

@@ -254,7 +254,7 @@ impl ChunkDecoder {
         }
         let starts_message = !stream.in_progress;
         match fmt {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let field = read_u24(&h[..3]);
                 h = &h[3..];
                 if fmt <= 1 {

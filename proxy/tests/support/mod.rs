@@ -35,6 +35,11 @@ pub struct NginxRtmp {
 
 impl NginxRtmp {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with("")
+    }
+
+    /// With extra directives in the `live` application.
+    pub fn start_with(live_directives: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let rtmp: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -51,7 +56,7 @@ rtmp {{
     server {{
         listen {rtmp};
         chunk_size 4096;
-        application live {{ live on; }}
+        application live {{ live on; {live_directives} }}
     }}
 }}
 http {{
