@@ -153,26 +153,11 @@ fn flv_messages(path: &Path) -> anyhow::Result<Vec<Message>> {
 /// A high-bitrate 1280x720 sample, for throughput (big frames as a real encoder sends).
 fn heavy_sample(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("heavy.flv");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args([
-            "-t",
-            "10",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "20M",
-            "-g",
-            "60",
-        ])
-        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
-        .arg(&path)
-        .status()?;
-    anyhow::ensure!(status.success(), "ffmpeg could not make the heavy sample");
+    support::encode_test_pattern(
+        &path,
+        "testsrc2=size=1280x720:rate=30",
+        &["-b:v", "20M", "-g", "60"],
+    )?;
     Ok(path)
 }
 

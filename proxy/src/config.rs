@@ -35,12 +35,7 @@ pub struct Config {
     pub system_api: ListenAddr,
 
     /// Where stream ownership lives: `memory` for one proxy, `redis` for several replicas.
-    #[arg(
-        long,
-        env = "PROXY_LOAD_BALANCER_TYPE",
-        value_enum,
-        default_value = "memory"
-    )]
+    #[arg(long, env = "PROXY_LOAD_BALANCER_TYPE", value_enum, default_value = "memory")]
     pub load_balancer_type: LoadBalancerType,
 
     #[command(flatten)]
@@ -87,20 +82,11 @@ pub enum LoadBalancerType {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
     /// Redis host (ignored when PROXY_REDIS_URL is set).
-    #[arg(
-        long = "redis-host",
-        env = "PROXY_REDIS_HOST",
-        default_value = "127.0.0.1"
-    )]
+    #[arg(long = "redis-host", env = "PROXY_REDIS_HOST", default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
-    #[arg(
-        long = "redis-password",
-        env = "PROXY_REDIS_PASSWORD",
-        default_value = "",
-        hide_env_values = true
-    )]
+    #[arg(long = "redis-password", env = "PROXY_REDIS_PASSWORD", default_value = "", hide_env_values = true)]
     pub password: String,
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
@@ -133,9 +119,7 @@ impl RedisConfig {
 fn percent_encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -146,17 +130,9 @@ fn percent_encode(raw: &str) -> String {
 pub struct DefaultBackendConfig {
     #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
     pub enabled: bool,
-    #[arg(
-        long = "default-backend-ip",
-        env = "PROXY_DEFAULT_BACKEND_IP",
-        default_value = "127.0.0.1"
-    )]
+    #[arg(long = "default-backend-ip", env = "PROXY_DEFAULT_BACKEND_IP", default_value = "127.0.0.1")]
     pub ip: String,
-    #[arg(
-        long = "default-backend-rtmp",
-        env = "PROXY_DEFAULT_BACKEND_RTMP",
-        default_value = "19350"
-    )]
+    #[arg(long = "default-backend-rtmp", env = "PROXY_DEFAULT_BACKEND_RTMP", default_value = "19350")]
     pub rtmp: String,
     #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
     pub http: Option<String>,
@@ -187,15 +163,10 @@ pub struct RtmpConfig {
     #[arg(long = "rtmp-idle-timeout", env = "PROXY_RTMP_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
     /// Largest RTMP message accepted, in bytes (the protocol's own limit is 16777215).
-    #[arg(long = "rtmp-max-message-size", env = "PROXY_RTMP_MAX_MESSAGE_SIZE", default_value_t = 8 * 1024 * 1024,
-          value_parser = clap::value_parser!(u32).range(1024..=0xFF_FFFF))]
+    #[arg(long = "rtmp-max-message-size", env = "PROXY_RTMP_MAX_MESSAGE_SIZE", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=0xFF_FFFF))]
     pub max_message_size: u32,
     /// RTMP connections served at once; more are closed on accept.
-    #[arg(
-        long = "rtmp-max-connections",
-        env = "PROXY_RTMP_MAX_CONNECTIONS",
-        default_value_t = 10_000
-    )]
+    #[arg(long = "rtmp-max-connections", env = "PROXY_RTMP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 }
 
@@ -224,11 +195,10 @@ impl FromStr for ListenAddr {
         if let Ok(port) = port_only.parse::<u16>() {
             return Ok(ListenAddr(SocketAddr::from(([0, 0, 0, 0], port))));
         }
-        value.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
-            format!(
-                "expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"
-            )
-        })
+        value
+            .parse::<SocketAddr>()
+            .map(ListenAddr)
+            .map_err(|_| format!("expected a port (1935) or an address (127.0.0.1:1935, [::]:1935), got {value:?}"))
     }
 }
 
@@ -244,22 +214,10 @@ mod tests {
 
     #[test]
     fn listen_addr_forms() {
-        assert_eq!(
-            "1935".parse::<ListenAddr>().unwrap().to_string(),
-            "0.0.0.0:1935"
-        );
-        assert_eq!(
-            ":8080".parse::<ListenAddr>().unwrap().to_string(),
-            "0.0.0.0:8080"
-        );
-        assert_eq!(
-            "127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(),
-            "127.0.0.1:1"
-        );
-        assert_eq!(
-            "[::]:1935".parse::<ListenAddr>().unwrap().to_string(),
-            "[::]:1935"
-        );
+        assert_eq!("1935".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:1935");
+        assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!("127.0.0.1:1".parse::<ListenAddr>().unwrap().to_string(), "127.0.0.1:1");
+        assert_eq!("[::]:1935".parse::<ListenAddr>().unwrap().to_string(), "[::]:1935");
         assert!("nonsense".parse::<ListenAddr>().is_err());
         assert!("70000".parse::<ListenAddr>().is_err());
     }
@@ -277,22 +235,9 @@ mod tests {
         assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
         assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
         assert!(!config.default_backend.enabled);
-        let rtmp = config.rtmp.limits();
-        let defaults = crate::rtmp::RtmpLimits::default();
-        assert_eq!(
-            (
-                rtmp.handshake_timeout,
-                rtmp.idle_timeout,
-                rtmp.max_message_size,
-                rtmp.max_connections
-            ),
-            (
-                defaults.handshake_timeout,
-                defaults.idle_timeout,
-                defaults.max_message_size,
-                defaults.max_connections
-            )
-        );
+        let (rtmp, defaults) = (config.rtmp.limits(), crate::rtmp::RtmpLimits::default());
+        assert_eq!((rtmp.handshake_timeout, rtmp.idle_timeout), (defaults.handshake_timeout, defaults.idle_timeout));
+        assert_eq!((rtmp.max_message_size, rtmp.max_connections), (defaults.max_message_size, defaults.max_connections));
     }
 
     #[test]
@@ -304,10 +249,7 @@ mod tests {
             db: 2,
             url: None,
         };
-        assert_eq!(
-            redis.connection_url(),
-            "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2"
-        );
+        assert_eq!(redis.connection_url(), "redis://:p%40ss%3Aw%2Frd@10.1.2.3:6380/2");
         redis.url = Some("rediss://example:6379".into());
         assert_eq!(redis.connection_url(), "rediss://example:6379");
     }

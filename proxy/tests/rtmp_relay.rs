@@ -294,6 +294,7 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
         amf0::Value,
         chunk::{DecoderLimits, Message},
         command::Command,
+        connection::RtmpConnection,
         control::kind,
         origin::{self, OriginRequest},
     };
@@ -334,29 +335,23 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
         }
     };
 
+    // The origin's onStatus answers come back through the proxy.
+    async fn wait_for_status(connection: &mut RtmpConnection, code: &str) {
+        loop {
+            let message = connection.read_message().await.unwrap();
+            if message.type_id == kind::COMMAND_AMF0
+                && Command::decode(message.type_id, &message.payload)
+                    .unwrap()
+                    .is_status(code)
+            {
+                return;
+            }
+        }
+    }
     let mut publisher = open(Intent::Publish).await;
-    // Wait for the origin's NetStream.Publish.Start, relayed by the proxy.
-    loop {
-        let message = publisher.connection.read_message().await.unwrap();
-        if message.type_id == kind::COMMAND_AMF0
-            && Command::decode(message.type_id, &message.payload)
-                .unwrap()
-                .is_status("NetStream.Publish.Start")
-        {
-            break;
-        }
-    }
+    wait_for_status(&mut publisher.connection, "NetStream.Publish.Start").await;
     let mut player = open(Intent::Play).await;
-    loop {
-        let message = player.connection.read_message().await.unwrap();
-        if message.type_id == kind::COMMAND_AMF0
-            && Command::decode(message.type_id, &message.payload)
-                .unwrap()
-                .is_status("NetStream.Play.Start")
-        {
-            break;
-        }
-    }
+    wait_for_status(&mut player.connection, "NetStream.Play.Start").await;
 
     // Sequence start (0x80 | key frame << 4 | PacketType 0) then coded frames (PacketType 1)
     // of 1 to 100 KB: larger than every chunk size on the way.

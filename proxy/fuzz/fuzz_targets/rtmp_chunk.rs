@@ -11,9 +11,14 @@ use originstack_proxy::rtmp::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&step_seed, rest)) = data.split_first() else { return };
+    let Some((&step_seed, rest)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(step_seed % 64) + 1;
-    let limits = DecoderLimits { max_message_size: 64 * 1024, max_chunk_streams: 8 };
+    let limits = DecoderLimits {
+        max_message_size: 64 * 1024,
+        max_chunk_streams: 8,
+    };
     let mut decoder = ChunkDecoder::new(limits);
     let mut buf = BytesMut::new();
     for piece in rest.chunks(step) {
@@ -44,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
             encoder.encode(&message, &mut wire);
             let mut check = ChunkDecoder::new(limits);
             check.set_chunk_size(u32::from(step_seed) + 1).unwrap();
-            let again = check.decode(&mut wire).unwrap().expect("a whole encoded message decodes");
+            let again = check
+                .decode(&mut wire)
+                .unwrap()
+                .expect("a whole encoded message decodes");
             assert_eq!(again, message);
             assert!(wire.is_empty());
         }

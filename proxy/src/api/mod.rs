@@ -47,9 +47,7 @@ pub async fn serve(listener: TcpListener, state: SystemState, lifecycle: Lifecyc
 
 /// Same shape as SRS's `/api/v1/versions`, so existing tooling reads it.
 async fn versions() -> Json<serde_json::Value> {
-    let mut parts = crate::VERSION
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = crate::VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor, revision) = (
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),

@@ -168,16 +168,6 @@ pub fn on_fc_publish(stream: &str) -> Command {
     Command::new("onFCPublish", 0.0, Value::Null, vec![information])
 }
 
-pub fn on_fc_unpublish(stream: &str) -> Command {
-    let mut information = info(
-        "status",
-        "NetStream.Unpublish.Success",
-        "Stopped publishing stream.",
-    );
-    information.set_property("details", Value::string(stream));
-    Command::new("onFCUnpublish", 0.0, Value::Null, vec![information])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

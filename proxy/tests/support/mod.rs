@@ -245,33 +245,48 @@ impl Drop for Proxy {
     }
 }
 
-/// A 320x240 H.264 + AAC FLV, 10 s long, made once per test process with ffmpeg.
+/// Encodes 10 s of an ffmpeg test pattern (`source`, a lavfi video source) and a sine tone
+/// to an H.264 + AAC FLV at `path`.
+pub fn encode_test_pattern(path: &Path, source: &str, video_args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args([
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(video_args)
+        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
+        .arg(path)
+        .status()
+        .context("run ffmpeg")?;
+    anyhow::ensure!(status.success(), "ffmpeg could not encode {source}");
+    Ok(())
+}
+
+/// A 320x240 H.264 + AAC FLV, 10 s long, made once per test process.
 pub fn sample_flv() -> &'static Path {
     static SAMPLE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, path) = SAMPLE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir for the sample");
         let path = dir.path().join("sample.flv");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"])
-            .args([
-                "-t",
-                "10",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "25",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-            .arg(&path)
-            .status()
-            .expect("run ffmpeg to make the sample");
-        assert!(status.success(), "ffmpeg could not make the sample FLV");
+        encode_test_pattern(&path, "testsrc=size=320x240:rate=25", &["-g", "25"])
+            .expect("make the sample FLV");
         (dir, path)
     });
     path
