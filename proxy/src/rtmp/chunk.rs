@@ -18,9 +18,10 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 /// Timestamps at or above this value travel in the extended timestamp field.
 const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
-/// First allocation for a message being reassembled; it grows only as bytes really arrive, so
-/// a header declaring a huge length costs nothing until the bytes are sent.
-const INITIAL_REASSEMBLY_CAPACITY: usize = 16 * 1024;
+/// Most allocated up front for a message being reassembled: enough for a typical video frame
+/// in one allocation, while a header declaring a huge length costs no more until its bytes
+/// really arrive (the buffer grows only with them).
+const INITIAL_REASSEMBLY_CAPACITY: usize = 256 * 1024;
 
 /// One RTMP message: what the relay forwards, never looking inside media payloads.
 #[derive(Debug, Clone, PartialEq, Eq)]

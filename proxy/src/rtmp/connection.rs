@@ -16,9 +16,12 @@ use super::{
     handshake::{self, ClientHandshake, HandshakeError, PACKET_SIZE},
 };
 
-/// Bytes asked from the socket per read. The decoder consumes partial chunks, so the read
-/// buffer never grows past this plus one chunk header whatever the peer's chunk size.
-const READ_SIZE: usize = 16 * 1024;
+/// Bytes asked from the socket per read, growing while reads come back full (a fast stream)
+/// so that a fast stream needs few system calls while a slow one keeps little memory. The
+/// decoder consumes partial chunks, so the read buffer never holds more than one read plus
+/// an incomplete chunk header, whatever the peer's chunk size.
+const MIN_READ_SIZE: usize = 16 * 1024;
+const MAX_READ_SIZE: usize = 128 * 1024;
 /// A write buffer that grew for one large message is given back beyond this size, so an idle
 /// stream does not keep its biggest keyframe's worth of memory.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
@@ -40,6 +43,7 @@ pub enum ConnectionError {
 pub struct RtmpConnection {
     socket: TcpStream,
     read_buf: BytesMut,
+    read_size: usize,
     write_buf: BytesMut,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
@@ -55,6 +59,7 @@ impl RtmpConnection {
         Self {
             socket,
             read_buf: BytesMut::new(),
+            read_size: MIN_READ_SIZE,
             write_buf: BytesMut::new(),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
@@ -101,8 +106,14 @@ impl RtmpConnection {
 
     /// Reads more bytes from the socket; `Ok(0)` when the peer closed. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.read_buf.reserve(READ_SIZE);
+        self.read_buf.reserve(self.read_size);
+        let room = self.read_buf.capacity() - self.read_buf.len();
         let n = self.socket.read_buf(&mut self.read_buf).await?;
+        self.read_size = if n == room {
+            (self.read_size * 2).min(MAX_READ_SIZE)
+        } else {
+            (self.read_size / 2).max(MIN_READ_SIZE)
+        };
         self.received += n as u64;
         if let Some(window) = self.ack_window
             && self.received - self.acknowledged >= u64::from(window)
