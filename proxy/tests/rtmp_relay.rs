@@ -402,3 +402,70 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
     }
     assert_eq!(received, frames);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_for_a_dead_origin_land_on_a_live_one() {
+    sample_flv();
+    let mut origins = origins(2);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+    // A stream owned by the second origin, which then dies.
+    let doomed = origins[1].rtmp;
+    let name = (0..)
+        .map(|i| format!("moving{i}"))
+        .find(|n| resolver.origin_of_stream(n) == doomed)
+        .unwrap();
+    origins[1].kill();
+
+    let mut publisher = publish(&proxy.url(&name)).unwrap();
+    let survivor = &origins[..1];
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(survivor, &name).len()
+            == 1)
+        .await,
+        "the publish did not reach the live origin"
+    );
+    assert_eq!(probe(&proxy.url(&name)).await.unwrap(), sample_probe());
+    publisher.ensure_running().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_stops_accepting_while_relays_run_on() {
+    sample_flv();
+    let origins = origins(1);
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let leases = resolver.leases();
+    let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
+    let mut publisher = publish(&proxy.url("draining")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "draining")
+            .len()
+            == 1)
+        .await
+    );
+
+    proxy.lifecycle.draining().cancel();
+    let addr = proxy.addr;
+    assert!(
+        eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_err()).await,
+        "the listener still accepts while draining"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publisher
+        .ensure_running()
+        .expect("the running publish goes on while draining");
+    assert_eq!(carriers(&origins, "draining").len(), 1);
+
+    // End of the grace period: sessions are told to stop and release their leases.
+    proxy.lifecycle.terminate().cancel();
+    assert!(
+        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || carriers(&origins, "draining")
+            .is_empty())
+        .await
+    );
+}

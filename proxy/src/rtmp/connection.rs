@@ -13,7 +13,7 @@ use tokio::{
 use super::{
     chunk::{ChunkDecoder, ChunkEncoder, ChunkError, DecoderLimits, Message},
     control::{self, Control, ControlError, UserControl},
-    handshake::{self, ClientHandshake, HandshakeError, PACKET_SIZE},
+    handshake::{self, ClientHandshake, Form, HandshakeError, PACKET_SIZE, Scheme},
 };
 
 /// Bytes asked from the socket per read, growing while reads come back full (a fast stream)
@@ -76,9 +76,19 @@ impl RtmpConnection {
     ) -> Result<Self, ConnectionError> {
         let mut c0c1 = [0u8; 1 + PACKET_SIZE];
         socket.read_exact(&mut c0c1).await?;
-        if let Ok(form) = handshake::client_form(&c0c1[1..]) {
-            tracing::debug!(?form, "client handshake");
-        }
+        let form = match handshake::client_form(&c0c1[1..]) {
+            Ok(Form::Plain) => "plain",
+            Ok(Form::Digest {
+                scheme: Scheme::KeyFirst,
+                ..
+            }) => "digest, scheme 0",
+            Ok(Form::Digest {
+                scheme: Scheme::DigestFirst,
+                ..
+            }) => "digest, scheme 1",
+            Err(_) => "invalid",
+        };
+        tracing::debug!(handshake = form, "client handshake");
         let response = handshake::server_response(c0c1[0], &c0c1[1..], &mut rand::rng())?;
         socket.write_all(&response).await?;
         let mut c2 = [0u8; PACKET_SIZE];

@@ -54,4 +54,8 @@ pub trait OriginResolver: Send + Sync {
         key: &'a RtmpStreamKey,
         intent: Intent,
     ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>>;
+
+    /// `origin`, resolved for `key`, refused the connection: ownership may take it out of
+    /// rotation before the session resolves once more. The default does nothing.
+    fn report_unreachable(&self, _key: &RtmpStreamKey, _origin: SocketAddr) {}
 }

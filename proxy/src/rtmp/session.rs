@@ -102,39 +102,49 @@ async fn serve_client(
         let key = request.key.clone();
         tracing::Span::current().record("stream", tracing::field::display(&key));
         let fail = |e: SessionError| (Some(key.clone()), e);
-        let resolved = match resolver.resolve(&request.key, request.intent).await {
-            Ok(resolved) => resolved,
-            Err(err) => {
-                refuse(
-                    &mut client,
-                    request.intent,
-                    "no origin is available for this stream",
-                )
-                .await;
-                return Err(fail(err.into()));
-            }
-        };
-        let origin_request = OriginRequest {
-            key: &request.key,
-            intent: request.intent,
-            connect_object: &request.connect_object,
-            tc_query: &request.target.query,
-            stream_args: &request.stream_args,
-            buffer_millis: request.buffer_millis,
-        };
-        let opened = match origin::open(resolved.rtmp, origin_request, decoder_limits).await {
-            Ok(opened) => opened,
-            Err(source) => {
-                refuse(
-                    &mut client,
-                    request.intent,
-                    "the origin of this stream is unreachable",
-                )
-                .await;
-                return Err(fail(SessionError::Origin {
-                    addr: resolved.rtmp,
-                    source,
-                }));
+        // An origin that refuses connections gets reported and the stream resolved once more,
+        // so a publish is not lost to an origin that died before ownership noticed.
+        let mut attempts = 0;
+        let (opened, resolved) = loop {
+            attempts += 1;
+            let resolved = match resolver.resolve(&request.key, request.intent).await {
+                Ok(resolved) => resolved,
+                Err(err) => {
+                    refuse(
+                        &mut client,
+                        request.intent,
+                        "no origin is available for this stream",
+                    )
+                    .await;
+                    return Err(fail(err.into()));
+                }
+            };
+            let origin_request = OriginRequest {
+                key: &request.key,
+                intent: request.intent,
+                connect_object: &request.connect_object,
+                tc_query: &request.target.query,
+                stream_args: &request.stream_args,
+                buffer_millis: request.buffer_millis,
+            };
+            match origin::open(resolved.rtmp, origin_request, decoder_limits).await {
+                Ok(opened) => break (opened, resolved),
+                Err(OriginError::Unreachable(err)) if attempts < 2 => {
+                    tracing::warn!(origin = %resolved.rtmp, error = %err, "origin unreachable, resolving again");
+                    resolver.report_unreachable(&request.key, resolved.rtmp);
+                }
+                Err(source) => {
+                    refuse(
+                        &mut client,
+                        request.intent,
+                        "the origin of this stream is unreachable",
+                    )
+                    .await;
+                    return Err(fail(SessionError::Origin {
+                        addr: resolved.rtmp,
+                        source,
+                    }));
+                }
             }
         };
         tracing::info!(origin = %resolved.rtmp, intent = request.intent.as_str(), "relaying to origin");

@@ -142,6 +142,8 @@ http {{
 /// counts itself while alive.
 pub struct TestResolver {
     origins: Vec<SocketAddr>,
+    /// Origins reported unreachable: out of rotation, as the proxy core takes a dead origin out.
+    dead: std::sync::Mutex<Vec<SocketAddr>>,
     leases: Arc<AtomicUsize>,
 }
 
@@ -157,14 +159,23 @@ impl TestResolver {
     pub fn new(origins: Vec<SocketAddr>) -> Self {
         Self {
             origins,
+            dead: Default::default(),
             leases: Arc::default(),
         }
     }
 
+    /// The origin owning `key`: a hash over the live origins.
     pub fn origin_of(&self, key: &RtmpStreamKey) -> SocketAddr {
+        let dead = self.dead.lock().unwrap();
+        let live: Vec<SocketAddr> = self
+            .origins
+            .iter()
+            .filter(|o| !dead.contains(o))
+            .copied()
+            .collect();
         let mut hasher = DefaultHasher::new();
         (&key.vhost, &key.app, &key.stream).hash(&mut hasher);
-        self.origins[(hasher.finish() % self.origins.len() as u64) as usize]
+        live[(hasher.finish() % live.len() as u64) as usize]
     }
 
     /// The origin a plain `live/<stream>` on the default vhost maps to.
@@ -189,7 +200,11 @@ impl OriginResolver for TestResolver {
         _intent: Intent,
     ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>> {
         Box::pin(async move {
-            if self.origins.is_empty() {
+            if self
+                .origins
+                .iter()
+                .all(|o| self.dead.lock().unwrap().contains(o))
+            {
                 return Err(ResolveError::NoOrigin);
             }
             self.leases.fetch_add(1, Ordering::SeqCst);
@@ -198,6 +213,10 @@ impl OriginResolver for TestResolver {
                 lease: Box::new(Lease(self.leases.clone())),
             })
         })
+    }
+
+    fn report_unreachable(&self, _key: &RtmpStreamKey, origin: SocketAddr) {
+        self.dead.lock().unwrap().push(origin);
     }
 }
 
@@ -211,9 +230,11 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(resolver: Arc<dyn OriginResolver>, limits: RtmpLimits) -> Self {
         // Session logs (client address, stream key, why it ended) show with --nocapture.
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("info")
+            .with_env_filter(filter)
             .try_init();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
