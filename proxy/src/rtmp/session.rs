@@ -32,7 +32,7 @@ pub enum SessionError {
     #[error("bad command: {0}")]
     Command(#[from] CommandError),
     #[error("client sent {0} before connect")]
-    NotConnected(&'static str),
+    NotConnected(String),
     #[error("client sent a second connect")]
     ConnectedTwice,
     #[error("client closed before publishing or playing")]
@@ -74,7 +74,12 @@ pub async fn run(
             Ok((key, end)) => tracing::info!(stream = %key, ?end, "RTMP session ended"),
             Err((key, err)) => {
                 let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
-                tracing::warn!(stream = %key, error = %err, "RTMP session closed");
+                if matches!(err, SessionError::LeftBeforeStream) {
+                    // Probes and port scanners: normal, not worth a warning.
+                    tracing::info!(stream = %key, reason = %err, "RTMP session closed");
+                } else {
+                    tracing::warn!(stream = %key, error = %err, "RTMP session closed");
+                }
             }
         }
     }
@@ -221,18 +226,18 @@ async fn read_request(client: &mut RtmpConnection) -> Result<StreamRequest, Sess
                 connected = Some((target, cmd.object));
             }
             "releaseStream" | "FCUnpublish" => {
-                require_connect(&connected, "releaseStream")?;
+                require_connect(&connected, &cmd.name)?;
                 client.queue(&command::result(tid, vec![Value::Undefined]).into_message(0));
             }
             "FCPublish" => {
-                require_connect(&connected, "FCPublish")?;
+                require_connect(&connected, &cmd.name)?;
                 client.queue(
                     &command::on_fc_publish(cmd.stream_name().unwrap_or_default()).into_message(0),
                 );
                 client.queue(&command::result(tid, vec![Value::Undefined]).into_message(0));
             }
             "createStream" => {
-                require_connect(&connected, "createStream")?;
+                require_connect(&connected, &cmd.name)?;
                 client.queue(
                     &command::result(tid, vec![Value::Number(f64::from(CLIENT_STREAM_ID))])
                         .into_message(0),
@@ -250,7 +255,7 @@ async fn read_request(client: &mut RtmpConnection) -> Result<StreamRequest, Sess
                     Intent::Play
                 };
                 let Some((target, connect_object)) = connected.take() else {
-                    return Err(SessionError::NotConnected(intent.as_str()));
+                    return Err(SessionError::NotConnected(cmd.name));
                 };
                 let name = cmd.stream_name().unwrap_or_default().to_owned();
                 let key = target.stream_key(&name);
@@ -272,12 +277,12 @@ async fn read_request(client: &mut RtmpConnection) -> Result<StreamRequest, Sess
 
 fn require_connect(
     connected: &Option<(ConnectTarget, Value)>,
-    what: &'static str,
+    what: &str,
 ) -> Result<(), SessionError> {
     connected
         .as_ref()
         .map(|_| ())
-        .ok_or(SessionError::NotConnected(what))
+        .ok_or_else(|| SessionError::NotConnected(what.to_owned()))
 }
 
 /// Tells the client its publish/play cannot go on (ffmpeg and OBS show the description).
