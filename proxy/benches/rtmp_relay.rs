@@ -25,12 +25,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use originstack_e2e::{ChildGuard, free_port, wait_for_tcp};
 use originstack_proxy::{
     lifecycle::Lifecycle,
     rtmp::{
-        self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStreamKey,
+        self, Intent, RtmpLimits, RtmpStreamKey,
         amf0::Value,
         chunk::{DecoderLimits, Message},
         origin::{self, OriginRequest},
@@ -61,31 +60,13 @@ fn role_addrs() -> anyhow::Result<(SocketAddr, SocketAddr)> {
     ))
 }
 
-/// Every stream to the one origin, as the proxy core would for a single-origin cluster.
-struct FixedOrigin(SocketAddr);
-
-impl OriginResolver for FixedOrigin {
-    fn resolve<'a>(
-        &'a self,
-        _key: &'a RtmpStreamKey,
-        _intent: Intent,
-    ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>> {
-        Box::pin(async move {
-            Ok(ResolvedOrigin {
-                rtmp: self.0,
-                lease: Box::new(()),
-            })
-        })
-    }
-}
-
 async fn run_proxy() -> anyhow::Result<()> {
     let (listen, origin) = role_addrs()?;
     let listener = TcpListener::bind(listen).await?;
     let lifecycle = Lifecycle::new(Duration::from_secs(1), Duration::from_secs(1));
     rtmp::serve(
         listener,
-        Arc::new(FixedOrigin(origin)),
+        Arc::new(support::TestResolver::new(vec![origin])),
         RtmpLimits::default(),
         lifecycle,
     )
