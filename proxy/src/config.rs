@@ -53,6 +53,9 @@ pub struct Config {
     #[command(flatten)]
     pub default_backend: DefaultBackendConfig,
 
+    #[command(flatten)]
+    pub rtmp: RtmpConfig,
+
     /// An origin that has not heartbeated for this long is out of rotation.
     #[arg(long, env = "PROXY_ORIGIN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub origin_ttl: Duration,
@@ -200,6 +203,38 @@ pub fn parse_on_off(value: &str) -> Result<bool, String> {
     }
 }
 
+/// Limits of the RTMP listener.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RtmpConfig {
+    /// RTMP handshake, commands and the origin's setup must complete within this.
+    #[arg(long = "rtmp-handshake-timeout", env = "PROXY_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// An RTMP session with no bytes in either direction for this long is closed.
+    #[arg(long = "rtmp-idle-timeout", env = "PROXY_RTMP_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Largest RTMP message accepted, in bytes (the protocol's own limit is 16777215).
+    #[arg(long = "rtmp-max-message-size", env = "PROXY_RTMP_MAX_MESSAGE_SIZE", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=0xFF_FFFF))]
+    pub max_message_size: u32,
+    /// RTMP connections served at once; more are closed on accept.
+    #[arg(
+        long = "rtmp-max-connections",
+        env = "PROXY_RTMP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+}
+
+impl RtmpConfig {
+    pub fn limits(&self) -> crate::rtmp::RtmpLimits {
+        crate::rtmp::RtmpLimits {
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            max_message_size: self.max_message_size,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 /// A listen address given as a port (`1935`, all interfaces), `:1935` (Go style) or a full
 /// socket address (`127.0.0.1:1935`, `[::]:1935`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +302,15 @@ mod tests {
         assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
         assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
         assert!(!config.default_backend.enabled);
+        let (rtmp, defaults) = (config.rtmp.limits(), crate::rtmp::RtmpLimits::default());
+        assert_eq!(
+            (rtmp.handshake_timeout, rtmp.idle_timeout),
+            (defaults.handshake_timeout, defaults.idle_timeout)
+        );
+        assert_eq!(
+            (rtmp.max_message_size, rtmp.max_connections),
+            (defaults.max_message_size, defaults.max_connections)
+        );
     }
 
     #[test]

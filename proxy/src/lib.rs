@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod config;
+pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod origins;
+pub mod rtmp;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -70,20 +72,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         proxy.origins.keep_registered(origin);
     }
 
-    let system_listener = TcpListener::bind(proxy.config.system_api.0)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for the system API on {}",
-                proxy.config.system_api
-            )
-        })?;
-    tracing::info!(addr = %system_listener.local_addr()?, "system API listening");
+    let system_listener = bind(proxy.config.system_api, "the system API").await?;
     let system = tokio::spawn(api::serve(system_listener, proxy.clone()));
+
+    let rtmp_listener = bind(proxy.config.rtmp_server, "RTMP").await?;
+    let resolver: Arc<dyn rtmp::OriginResolver> = proxy.origins.clone();
+    tokio::spawn(rtmp::serve(
+        rtmp_listener,
+        resolver,
+        proxy.config.rtmp.limits(),
+        lifecycle.clone(),
+    ));
+
+    let http_listener = bind(proxy.config.http_server, "HTTP streaming").await?;
+    tokio::spawn(http::serve(http_listener, proxy.clone()));
 
     lifecycle.wait_for_signal().await;
     lifecycle.drain().await;
     system.abort();
     tracing::info!("proxy stopped");
     Ok(())
+}
+
+async fn bind(addr: config::ListenAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr.0)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "{what} listening");
+    Ok(listener)
 }

@@ -58,6 +58,12 @@ pub struct Metrics {
     origins_known: Gauge,
     streams_owned: Family<OriginLabels, Gauge>,
     backend_up: Gauge,
+    http_requests: Family<HttpLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    kind: &'static str,
 }
 
 impl Default for Metrics {
@@ -114,7 +120,14 @@ impl Metrics {
             "1 while the load balancer backend answers",
             backend_up.clone(),
         );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP streaming requests, by kind (live, playlist, segment, other)",
+            http_requests.clone(),
+        );
         Self {
+            http_requests,
             registry,
             picks,
             pick_duration,
@@ -124,6 +137,10 @@ impl Metrics {
             streams_owned,
             backend_up,
         }
+    }
+
+    pub fn http_request(&self, kind: &'static str) {
+        self.http_requests.get_or_create(&HttpLabels { kind }).inc();
     }
 
     pub fn record_pick(&self, outcome: Result<&ClaimKind, &PickError>, took: Duration) {

@@ -149,9 +149,19 @@ async fn redis_mode_starts_without_redis_and_becomes_ready_when_it_appears() {
     redis.start_again().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while http(addr, "GET", "/readyz", &[], b"").await.0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "not ready after Redis appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready after Redis appeared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = http(addr, "POST", "/api/v1/srs/register", &[], heartbeat("late").as_bytes()).await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/v1/srs/register",
+        &[],
+        heartbeat("late").as_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }

@@ -14,6 +14,8 @@ pub mod kube;
 /// nginx with the RTMP module: an RTMP + HLS origin standing in for SRS, with its stat page.
 pub mod nginx_rtmp;
 pub mod process;
+/// The real originstack-proxy binary on free loopback ports.
+pub mod proxy;
 /// redis-server without persistence, with stop/start for outage tests.
 pub mod redis;
 
@@ -23,3 +25,4 @@ pub use ffmpeg::{
 };
 pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
 pub use process::{ChildGuard, free_port, free_udp_port, wait_for_tcp};
+pub use proxy::{ProxyProcess, http_request};

@@ -167,20 +167,59 @@ fn make_certificates(dir: &Path) -> anyhow::Result<()> {
     )?;
     let steps: [&[&str]; 3] = [
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=originstack test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=originstack test CA",
         ],
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-            "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
         ],
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
         ],
     ];
     for args in steps {
-        let output = Command::new("openssl").args(args).current_dir(dir).output()?;
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
         anyhow::ensure!(
             output.status.success(),
             "openssl {args:?} failed: {}",
@@ -197,7 +236,10 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(primaries: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(primaries >= 3, "redis-cli --cluster create needs at least 3 primaries");
+        anyhow::ensure!(
+            primaries >= 3,
+            "redis-cli --cluster create needs at least 3 primaries"
+        );
         let nodes = (0..primaries)
             .map(|_| {
                 // The cluster bus port is chosen explicitly: port + 10000 may be taken.
@@ -231,7 +273,10 @@ impl RedisCluster {
             node.cli(&["CLUSTER", "INFO"])
                 .is_ok_and(|info| info.contains("cluster_state:ok"))
         }) {
-            anyhow::ensure!(Instant::now() < deadline, "the cluster did not reach state ok");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the cluster did not reach state ok"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(cluster)

@@ -49,7 +49,9 @@ pub use facade::{NotReady, Origins, SessionError, StreamLease};
 pub use memory::MemoryBalancer;
 pub use origin::{Endpoints, HeartbeatError, Origin, Protocol, parse_endpoint, parse_heartbeat};
 pub use redis_backend::{RedisBalancer, RedisSettings, RedisSetupError};
-pub use stream_key::{DEFAULT_VHOST, KeyPart, MAX_PART_LEN, StreamKey, StreamKeyError};
+pub use stream_key::{
+    DEFAULT_VHOST, KeyPart, MAX_PART_LEN, StreamKey, StreamKeyError, vhost_of_host,
+};
 
 use crate::config::{Config, DefaultBackendConfig, LoadBalancerType};
 

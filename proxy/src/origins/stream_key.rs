@@ -130,6 +130,17 @@ fn check_common(part: KeyPart, value: &str) -> Result<(), StreamKeyError> {
     Ok(())
 }
 
+/// The vhost a client means by the host it connected to (RTMP tcUrl host, HTTP `Host`): only a
+/// domain names a vhost; an IP address or a bare name (localhost, a Service name) means the
+/// default vhost, as with SRS. Every protocol uses this so they all name the same stream.
+pub fn vhost_of_host(host: &str) -> &str {
+    if host.is_empty() || !host.contains('.') || host.parse::<IpAddr>().is_ok() {
+        DEFAULT_VHOST
+    } else {
+        host
+    }
+}
+
 fn normalise_vhost(raw: &str) -> Result<String, StreamKeyError> {
     let vhost = raw.trim();
     if vhost.is_empty()

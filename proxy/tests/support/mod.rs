@@ -79,7 +79,9 @@ pub fn redis_settings(url: String, cluster: bool) -> RedisSettings {
 
 /// Another client of the same redis-server, as a second proxy replica would be.
 pub fn redis_balancer(redis: &RedisServer, timing: Timing) -> Arc<dyn LoadBalancer> {
-    Arc::new(RedisBalancer::new(&redis_settings(redis.url(), false), timing).expect("redis settings"))
+    Arc::new(
+        RedisBalancer::new(&redis_settings(redis.url(), false), timing).expect("redis settings"),
+    )
 }
 
 pub fn timing(origin_ttl_ms: u64, lease_ms: u64) -> Timing {
