@@ -84,10 +84,12 @@ fn find_uri_attr(tag: &str) -> Option<usize> {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'"' => in_quotes = !in_quotes,
-            b'U' if !in_quotes && i > 0 && matches!(bytes[i - 1], b':' | b',') => {
-                if tag[i..].starts_with("URI=\"") {
-                    return Some(i);
-                }
+            b'U' if !in_quotes
+                && i > 0
+                && matches!(bytes[i - 1], b':' | b',')
+                && tag[i..].starts_with("URI=\"") =>
+            {
+                return Some(i);
             }
             _ => {}
         }
@@ -163,7 +165,7 @@ mod tests {
         let out = rw(
             "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,NAME=\"a URI=\\\"x\"\nlow/index.m3u8?spbhid=OLD\n",
         );
-        assert!(out.contains("\nlow/index.m3u8") == false);
+        assert!(!out.contains("\nlow/index.m3u8"));
         assert!(out.contains("/live/low/index.m3u8?spbhid=S1\n"), "{out}");
         assert!(
             out.contains("NAME=\"a URI=\\\"x\""),
