@@ -56,9 +56,21 @@ pub struct Config {
     #[command(flatten)]
     pub default_backend: DefaultBackendConfig,
 
+    #[command(flatten)]
+    pub rtmp: RtmpConfig,
+
     /// An origin that has not heartbeated for this long is out of rotation.
     #[arg(long, env = "PROXY_ORIGIN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub origin_ttl: Duration,
+
+    /// How long a stream stays owned after its last session ends anywhere (the grace period a
+    /// reconnecting publisher keeps its origin). Defaults to PROXY_ORIGIN_TTL.
+    #[arg(long, env = "PROXY_STREAM_LEASE", value_parser = humantime::parse_duration)]
+    pub stream_lease: Option<Duration>,
+
+    /// Largest accepted registration body.
+    #[arg(long, env = "PROXY_REGISTER_MAX_BODY", default_value_t = 64 * 1024)]
+    pub register_max_body: usize,
 
     /// When set, origin registrations must carry this token
     /// (`Authorization: Bearer <token>` or `?token=<token>`).
@@ -105,8 +117,25 @@ pub struct RedisConfig {
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
     /// Full Redis URL (redis://, rediss://); wins over the host/port/password/db variables.
+    /// With PROXY_REDIS_CLUSTER, a comma-separated list of seed nodes.
     #[arg(long = "redis-url", env = "PROXY_REDIS_URL", hide_env_values = true)]
     pub url: Option<String>,
+    /// Talk to a Redis Cluster (keys are hash-tagged so every script stays in one slot).
+    #[arg(long = "redis-cluster", env = "PROXY_REDIS_CLUSTER", default_value = "off", value_parser = parse_on_off)]
+    pub cluster: bool,
+    /// Namespace of all keys, so several origin clusters can share one Redis.
+    #[arg(
+        long = "redis-key-prefix",
+        env = "PROXY_REDIS_KEY_PREFIX",
+        default_value = "originstack"
+    )]
+    pub key_prefix: String,
+    /// Bound on every Redis call: past it a pick fails with an error instead of waiting.
+    #[arg(long = "redis-timeout", env = "PROXY_REDIS_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// PEM CA certificate to verify a rediss:// server signed by a private CA.
+    #[arg(long = "redis-ca-file", env = "PROXY_REDIS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisConfig {
@@ -216,6 +245,38 @@ pub fn parse_on_off(value: &str) -> Result<bool, String> {
     }
 }
 
+/// Limits of the RTMP listener.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RtmpConfig {
+    /// RTMP handshake, commands and the origin's setup must complete within this.
+    #[arg(long = "rtmp-handshake-timeout", env = "PROXY_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// An RTMP session with no bytes in either direction for this long is closed.
+    #[arg(long = "rtmp-idle-timeout", env = "PROXY_RTMP_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Largest RTMP message accepted, in bytes (the protocol's own limit is 16777215).
+    #[arg(long = "rtmp-max-message-size", env = "PROXY_RTMP_MAX_MESSAGE_SIZE", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=0xFF_FFFF))]
+    pub max_message_size: u32,
+    /// RTMP connections served at once; more are closed on accept.
+    #[arg(
+        long = "rtmp-max-connections",
+        env = "PROXY_RTMP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+}
+
+impl RtmpConfig {
+    pub fn limits(&self) -> crate::rtmp::RtmpLimits {
+        crate::rtmp::RtmpLimits {
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            max_message_size: self.max_message_size,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 /// A listen address given as a port (`1935`, all interfaces), `:1935` (Go style) or a full
 /// socket address (`127.0.0.1:1935`, `[::]:1935`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +349,15 @@ mod tests {
         assert_eq!(config.srt.idle_timeout, srt.idle_timeout);
         assert_eq!(config.srt.origin_timeout, srt.origin_timeout);
         assert_eq!(config.srt.session_queue, srt.session_queue);
+        let (rtmp, defaults) = (config.rtmp.limits(), crate::rtmp::RtmpLimits::default());
+        assert_eq!(
+            (rtmp.handshake_timeout, rtmp.idle_timeout),
+            (defaults.handshake_timeout, defaults.idle_timeout)
+        );
+        assert_eq!(
+            (rtmp.max_message_size, rtmp.max_connections),
+            (defaults.max_message_size, defaults.max_connections)
+        );
     }
 
     #[test]
@@ -298,6 +368,10 @@ mod tests {
             password: "p@ss:w/rd".into(),
             db: 2,
             url: None,
+            cluster: false,
+            key_prefix: "originstack".into(),
+            timeout: Duration::from_secs(1),
+            ca_file: None,
         };
         assert_eq!(
             redis.connection_url(),

@@ -1,33 +1,117 @@
 //! OriginStack proxy: accepts every client protocol, finds the origin that owns the stream
 //! and relays the bytes.
+//!
+//! Protocol modules get a [`Proxy`] (shared state) and serve one listener each:
+//! `mod rtmp;` with `pub async fn serve(listener, proxy: Proxy)`, spawned from [`run`]. They
+//! take a [`origins::StreamLease`] per session from `proxy.origins` (see [`origins`]) and
+//! spawn sessions with `proxy.lifecycle.spawn_session` so shutdown waits for them.
 
 pub mod api;
 pub mod config;
+pub mod http;
 pub mod lifecycle;
+pub mod metrics;
+pub mod origins;
+pub mod rtmp;
 pub mod srt;
 pub mod telemetry;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::{config::Config, lifecycle::Lifecycle};
+use crate::{
+    config::Config,
+    lifecycle::Lifecycle,
+    metrics::Metrics,
+    origins::{Origins, Timing},
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What every listener shares.
+#[derive(Clone)]
+pub struct Proxy {
+    pub config: Arc<Config>,
+    pub origins: Arc<Origins>,
+    pub metrics: Arc<Metrics>,
+    pub lifecycle: Lifecycle,
+}
+
+impl Proxy {
+    /// Builds the shared state (the load balancer backend is connected lazily). Needs a Tokio
+    /// runtime: the lease renewer starts here.
+    pub fn new(config: Config, lifecycle: Lifecycle) -> anyhow::Result<Self> {
+        let mut timing = Timing::from_origin_ttl(config.origin_ttl);
+        if let Some(lease) = config.stream_lease {
+            timing.stream_lease = lease;
+        }
+        let backend = origins::backend_from_config(&config, timing)
+            .context("cannot set up the load balancer backend")?;
+        let metrics = Arc::new(Metrics::new());
+        let origins = Origins::new(backend, timing, metrics.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            origins,
+            metrics,
+            lifecycle,
+        })
+    }
+}
 
 /// Runs the proxy until SIGTERM/SIGINT, then drains as configured.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let lifecycle = Lifecycle::new(config.grace_quit_timeout, config.force_quit_timeout);
+    let proxy = Proxy::new(config, lifecycle.clone())?;
+    tracing::info!(backend = ?proxy.config.load_balancer_type, origin_ttl = ?proxy.config.origin_ttl, "load balancer ready");
 
-    let system_listener = TcpListener::bind(config.system_api.0)
+    if proxy.config.default_backend.enabled {
+        let origin = origins::default_backend_origin(&proxy.config.default_backend)
+            .context("PROXY_DEFAULT_BACKEND_* does not describe a usable origin")?;
+        tracing::info!(ip = %origin.ip, rtmp = ?origin.endpoints.rtmp, "default backend enabled");
+        proxy.origins.keep_registered(origin);
+    }
+
+    let system_listener = bind(proxy.config.system_api, "the system API").await?;
+    let system = tokio::spawn(api::serve(system_listener, proxy.clone()));
+
+    let rtmp_listener = bind(proxy.config.rtmp_server, "RTMP").await?;
+    let resolver: Arc<dyn rtmp::OriginResolver> = proxy.origins.clone();
+    tokio::spawn(rtmp::serve(
+        rtmp_listener,
+        resolver,
+        proxy.config.rtmp.limits(),
+        lifecycle.clone(),
+    ));
+
+    let srt_socket = tokio::net::UdpSocket::bind(proxy.config.srt_server.0)
         .await
-        .with_context(|| format!("cannot listen for the system API on {}", config.system_api))?;
-    tracing::info!(addr = %system_listener.local_addr()?, "system API listening");
-    let state = api::SystemState::new(lifecycle.clone());
-    let system = tokio::spawn(api::serve(system_listener, state, lifecycle.clone()));
+        .with_context(|| format!("cannot listen for SRT on {}", proxy.config.srt_server))?;
+    tracing::info!(addr = %srt_socket.local_addr()?, "SRT listening");
+    let srt_resolver: Arc<dyn srt::OriginResolver> = proxy.origins.clone();
+    tokio::spawn(srt::serve(
+        srt_socket,
+        srt_resolver,
+        proxy.config.srt.clone(),
+        Arc::new(srt::SrtStats::default()),
+        lifecycle.clone(),
+    ));
+
+    let http_listener = bind(proxy.config.http_server, "HTTP streaming").await?;
+    tokio::spawn(http::serve(http_listener, proxy.clone()));
 
     lifecycle.wait_for_signal().await;
     lifecycle.drain().await;
     system.abort();
     tracing::info!("proxy stopped");
     Ok(())
+}
+
+async fn bind(addr: config::ListenAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr.0)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "{what} listening");
+    Ok(listener)
 }

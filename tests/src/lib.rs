@@ -3,7 +3,26 @@
 //!
 //! Every helper here starts a real process; nothing is mocked. Tests using them run in
 //! parallel: ports come from [`free_port`], files from a per-peer temporary directory.
+//! The APIs block (std::process, std::net) so sync and async tests share them; an async
+//! test calls them during setup or inside `tokio::task::spawn_blocking`.
 
+/// ffmpeg publishers (testsrc2 + sine, H.264/AAC to RTMP, SRT or HTTP) and ffprobe checks
+/// that a URL plays with the expected codecs and size.
+pub mod ffmpeg;
+/// A real Kubernetes control plane (etcd + kube-apiserver) handing out kube clients.
+pub mod kube;
+/// nginx with the RTMP module: an RTMP + HLS origin standing in for SRS, with its stat page.
+pub mod nginx_rtmp;
 pub mod process;
+/// The real originstack-proxy binary on free loopback ports.
+pub mod proxy;
+/// redis-server without persistence, with stop/start for outage tests.
+pub mod redis;
 
+pub use ffmpeg::{
+    Container, Expect, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
+    probe_with_options, srt_caller_url,
+};
+pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
 pub use process::{ChildGuard, free_port, free_udp_port, wait_for_tcp};
+pub use proxy::{ProxyProcess, http_request};

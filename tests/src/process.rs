@@ -21,7 +21,10 @@ impl ChildGuard {
         let child = command
             .spawn()
             .map_err(|err| anyhow::anyhow!("cannot start {name} ({command:?}): {err}"))?;
-        Ok(Self { name, child: Some(child) })
+        Ok(Self {
+            name,
+            child: Some(child),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -44,15 +47,23 @@ impl ChildGuard {
 
     /// Sends a signal (e.g. `libc`-free "TERM", "STOP", "CONT") with the `kill` command.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()?;
         anyhow::ensure!(status.success(), "kill -{signal} {} failed", self.name);
         Ok(())
     }
 
     /// Waits up to `timeout` for the process to exit by itself; returns its exit status.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    pub fn wait_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
         let deadline = Instant::now() + timeout;
-        let Some(child) = self.child.as_mut() else { return Ok(None) };
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(Some(status));
@@ -113,7 +124,10 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "nothing listens on {addr} after {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nothing listens on {addr} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }

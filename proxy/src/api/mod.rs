@@ -1,48 +1,55 @@
 //! The system API: origin registration, admin views, metrics and health probes.
+//!
+//! Every JSON answer carries `code`: 0 on success, otherwise the HTTP status, with `message`
+//! saying what to fix (SRS tooling checks `code`).
+
+mod register;
 
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::lifecycle::Lifecycle;
+use crate::Proxy;
 
-/// Everything the system API handlers read.
-#[derive(Clone)]
-pub struct SystemState {
-    pub lifecycle: Lifecycle,
-}
-
-impl SystemState {
-    pub fn new(lifecycle: Lifecycle) -> Self {
-        Self { lifecycle }
-    }
-}
-
-pub fn router(state: SystemState) -> Router {
+pub fn router(proxy: Proxy) -> Router {
     Router::new()
         .route("/api/v1/versions", get(versions))
+        .route("/api/v1/srs/register", post(register::register))
+        .route("/api/v1/origins", get(origins))
+        .route("/api/v1/streams", get(streams))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .fallback(not_found)
+        .with_state(proxy)
 }
 
-/// Serves the system API until the process stops; it stays up while draining so probes
+/// Serves the system API until sessions are terminated; it stays up while draining so probes
 /// and metrics keep answering.
-pub async fn serve(listener: TcpListener, state: SystemState, lifecycle: Lifecycle) {
-    let app = router(state);
-    let stop = lifecycle.terminate().clone();
+pub async fn serve(listener: TcpListener, proxy: Proxy) {
+    let stop = proxy.lifecycle.terminate().clone();
+    let app = router(proxy);
     if let Err(err) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
     {
         tracing::error!(error = %err, "system API server failed");
     }
+}
+
+/// A JSON error answer: `{"code": <status>, "message": ...}`.
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message.to_string()})),
+    )
+        .into_response()
 }
 
 /// Same shape as SRS's `/api/v1/versions`, so existing tooling reads it.
@@ -68,13 +75,48 @@ async fn versions() -> Json<serde_json::Value> {
     }))
 }
 
+async fn origins(State(proxy): State<Proxy>) -> Response {
+    match proxy.origins.origins().await {
+        Ok(list) => Json(json!({"code": 0, "data": list})).into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err),
+    }
+}
+
+async fn streams(State(proxy): State<Proxy>) -> Response {
+    match proxy.origins.streams().await {
+        Ok(list) => Json(json!({"code": 0, "data": list})).into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err),
+    }
+}
+
+async fn metrics(State(proxy): State<Proxy>) -> Response {
+    // Registry gauges are read from the backend at scrape time, so every replica reports the
+    // shared view; a failure only marks the backend down in the output.
+    let _ = proxy.origins.origins().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        proxy.metrics.encode(),
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<SystemState>) -> Response {
-    if state.lifecycle.is_draining() {
+async fn readyz(State(proxy): State<Proxy>) -> Response {
+    if proxy.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
-    "ok".into_response()
+    match proxy.origins.check_ready().await {
+        Ok(()) => "ok".into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
 }

@@ -111,3 +111,47 @@ impl SrtStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Stream ownership from the proxy core. `r=live/sub/cam` names the same stream as
+/// `/live/sub/cam.flv` over HTTP: app `live/sub`, stream `cam`.
+impl OriginResolver for crate::origins::Origins {
+    fn resolve<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>> {
+        Box::pin(async move {
+            let path = format!("{}/{}", stream.app, stream.stream);
+            let name = format!(
+                "{}/{path}",
+                stream
+                    .vhost
+                    .as_deref()
+                    .unwrap_or(crate::origins::DEFAULT_VHOST)
+            );
+            let key = crate::origins::StreamKey::from_path(stream.vhost.as_deref(), &path)
+                .map_err(|err| ResolveError::Refused {
+                    stream: name.clone(),
+                    reason: err.to_string(),
+                })?;
+            let lease = self.lease(&key).await.map_err(|err| match err {
+                crate::origins::PickError::NoOrigin { .. } => ResolveError::NoOrigin {
+                    stream: key.to_string(),
+                },
+                other => ResolveError::Backend {
+                    stream: key.to_string(),
+                    source: Box::new(other),
+                },
+            })?;
+            let addr = lease
+                .origin()
+                .endpoint(crate::origins::Protocol::Srt)
+                .ok_or_else(|| ResolveError::NoOrigin {
+                    stream: key.to_string(),
+                })?;
+            Ok(ResolvedOrigin {
+                addr,
+                guard: Box::new(lease),
+            })
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! OriginStack operator: reconciles `OriginCluster` resources into SRS origins, proxy replicas,
+//! their Services, RBAC, config and (optionally) Redis.
+
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;

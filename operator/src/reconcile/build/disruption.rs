@@ -1,0 +1,30 @@
+//! PodDisruptionBudgets: a voluntary eviction (node drain) takes one origin or proxy at a time.
+
+use k8s_openapi::{
+    api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+
+use super::{Component, Names, label_selector, metadata};
+use crate::reconcile::validate::Plan;
+
+pub fn budgets(plan: &Plan, names: &Names) -> Vec<PodDisruptionBudget> {
+    let spec = &plan.cluster.spec;
+    // With a single replica a budget would either block every drain or protect nothing.
+    [
+        (Component::Origin, names.origin(), spec.origin.replicas),
+        (Component::Proxy, names.proxy(), spec.proxy.replicas),
+    ]
+    .into_iter()
+    .filter(|(_, _, replicas)| *replicas > 1)
+    .map(|(component, name, _)| PodDisruptionBudget {
+        metadata: metadata(plan, name, Some(component)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(label_selector(plan, component)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .collect()
+}

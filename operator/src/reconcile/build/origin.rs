@@ -1,0 +1,166 @@
+//! The SRS origins: config, Deployment and the headless Service the proxies discover them by.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Probe,
+            Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+
+use super::{
+    Component, Names, config_hash, env, env_from_field, env_from_secret, label_selector, metadata,
+    pod_metadata, pull_policy, selector_labels, single_container_pod, srs_conf::heartbeat_url,
+    surge_strategy, with_user_env,
+};
+use crate::{crd::origin_ports, reconcile::validate::Plan};
+
+pub const CONFIG_FILE: &str = "srs.conf";
+const CONFIG_DIR: &str = "/etc/originstack";
+
+pub fn config_map(plan: &Plan, names: &Names, srs_conf: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(plan, names.origin_config(), Some(Component::Origin)),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_string(),
+            srs_conf.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// (name, port, protocol) of the origin container, named as the proxy's discovery expects.
+fn ports(plan: &Plan) -> Vec<(&'static str, i32, &'static str)> {
+    let protocols = &plan.cluster.spec.origin.protocols;
+    let mut ports = vec![("rtmp", origin_ports::RTMP, "TCP")];
+    if protocols.http() {
+        ports.push(("http", origin_ports::HTTP, "TCP"));
+    }
+    ports.push(("api", origin_ports::API, "TCP"));
+    if protocols.webrtc {
+        ports.push(("rtc", origin_ports::RTC, "UDP"));
+    }
+    if protocols.srt {
+        ports.push(("srt", origin_ports::SRT, "UDP"));
+    }
+    ports
+}
+
+/// Headless: the proxies need each origin's own address, never a load-balanced one.
+pub fn headless_service(plan: &Plan, names: &Names) -> Service {
+    Service {
+        metadata: metadata(plan, names.origin(), Some(Component::Origin)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector_labels(plan, Component::Origin)),
+            ports: Some(
+                ports(plan)
+                    .into_iter()
+                    .map(|(name, port, protocol)| ServicePort {
+                        name: Some(name.into()),
+                        port,
+                        protocol: Some(protocol.into()),
+                        target_port: Some(IntOrString::String(name.into())),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
+    let spec = &plan.cluster.spec.origin;
+    let mut operator_env = vec![
+        env_from_secret("ORIGINSTACK_REGISTER_TOKEN", &plan.token.secret),
+        // Kubernetes expands $(VAR) from variables defined earlier in the list.
+        env(
+            "SRS_HEARTBEAT_URL",
+            format!(
+                "{}?token=$(ORIGINSTACK_REGISTER_TOKEN)",
+                heartbeat_url(plan, names)
+            ),
+        ),
+        env_from_field("SRS_HEARTBEAT_DEVICE_ID", "metadata.name"),
+    ];
+    if spec.protocols.webrtc {
+        operator_env.push(env_from_field("ORIGINSTACK_POD_IP", "status.podIP"));
+        operator_env.push(env("CANDIDATE", "$(ORIGINSTACK_POD_IP)"));
+    }
+    let api_probe = |initial_delay, period, failures| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/api/v1/versions".into()),
+            port: IntOrString::String("api".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "srs".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: pull_policy(spec.image_pull_policy),
+        working_dir: Some("/usr/local/srs".into()),
+        command: Some(vec![
+            "./objs/srs".into(),
+            "-c".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(
+            ports(plan)
+                .into_iter()
+                .map(|(name, port, protocol)| ContainerPort {
+                    name: Some(name.into()),
+                    container_port: port,
+                    protocol: Some(protocol.into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        env: with_user_env(operator_env, &spec.env),
+        resources: spec.resources.clone(),
+        readiness_probe: Some(api_probe(2, 5, 3)),
+        liveness_probe: Some(api_probe(10, 10, 6)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let mut pod_spec = single_container_pod(container, &spec.pod);
+    pod_spec.volumes = Some(vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.origin_config(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    let hash = config_hash(&[srs_conf, &plan.token.fingerprint]);
+    Deployment {
+        metadata: metadata(plan, names.origin(), Some(Component::Origin)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: label_selector(plan, Component::Origin),
+            strategy: Some(surge_strategy()),
+            template: k8s_openapi::api::core::v1::PodTemplateSpec {
+                metadata: Some(pod_metadata(plan, Component::Origin, &spec.pod, hash)),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,408 @@
+//! Relaying HTTP requests to origins: live bodies streamed as they come, playlists rewritten.
+
+use std::{
+    hash::{Hash, Hasher},
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Body, BoxError, json_error, playlist};
+use crate::{
+    Proxy,
+    origins::{PickError, Protocol, StreamKey, StreamLease},
+};
+
+/// Kind under which playback sessions are stored through the load balancer.
+const SESSION_KIND: &str = "hls";
+/// A playback session outlives a few playlist reloads; each reload refreshes it.
+const SESSION_TTL: Duration = Duration::from_secs(120);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for the origin's response head (a live body then streams without a limit).
+const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a playback session records: where its files are.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlaybackSession {
+    origin: SocketAddr,
+    stream: String,
+}
+
+pub(super) struct Forwarder {
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Forwarder {
+    pub(super) fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client }
+    }
+
+    /// HTTP-FLV / HTTP-TS: the body streams for as long as the player reads it, holding the lease.
+    pub(super) async fn live(
+        &self,
+        proxy: &Proxy,
+        req: Request<Incoming>,
+        key: StreamKey,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let lease = match proxy.origins.lease(&key).await {
+            Ok(lease) => lease,
+            Err(err) => return pick_failed(&key, client, &err),
+        };
+        let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
+            return no_http_endpoint(&lease);
+        };
+        tracing::info!(stream = %key, client = %client, origin = %lease.origin().server, "HTTP live stream");
+        match self.fetch(origin, &req, client).await {
+            Ok(response) => response.map(|body| {
+                LeasedBody {
+                    body,
+                    _lease: Some(lease),
+                }
+                .map_err(BoxError::from)
+                .boxed_unsync()
+            }),
+            Err(err) => origin_unreachable(&key.to_string(), origin, client, &err),
+        }
+    }
+
+    /// HLS playlist: fetched from the owner (or the session's origin), URIs rewritten.
+    pub(super) async fn playlist(
+        &self,
+        proxy: &Proxy,
+        req: Request<Incoming>,
+        key: StreamKey,
+        session: Option<String>,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        // A variant playlist of an existing session comes from that session's origin.
+        if let Some(id) = session
+            && let Some(known) = self.load_session(proxy, &id).await
+        {
+            return self
+                .fetch_playlist(proxy, &req, known.origin, &known.stream, &id, client)
+                .await;
+        }
+        let lease = match proxy.origins.lease(&key).await {
+            Ok(lease) => lease,
+            Err(err) => return pick_failed(&key, client, &err),
+        };
+        let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
+            return no_http_endpoint(&lease);
+        };
+        let id = session_id(&key, &lease.origin().server, &lease.origin().incarnation());
+        self.fetch_playlist(proxy, &req, origin, &key.to_string(), &id, client)
+            .await
+    }
+
+    /// A segment, init section or key of a playback session.
+    pub(super) async fn session_file(
+        &self,
+        proxy: &Proxy,
+        req: Request<Incoming>,
+        id: &str,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let Some(session) = self.load_session(proxy, id).await else {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "unknown or expired playback session; reload the playlist",
+            );
+        };
+        match self.fetch(session.origin, &req, client).await {
+            Ok(response) => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+            Err(err) => origin_unreachable(&session.stream, session.origin, client, &err),
+        }
+    }
+
+    async fn fetch_playlist(
+        &self,
+        proxy: &Proxy,
+        req: &Request<Incoming>,
+        origin: SocketAddr,
+        stream: &str,
+        id: &str,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let response = match self.fetch(origin, req, client).await {
+            Ok(response) => response,
+            Err(err) => return origin_unreachable(stream, origin, client, &err),
+        };
+        if response.status() != StatusCode::OK {
+            return response.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        }
+        let (mut parts, body) = response.into_parts();
+        let text = match Limited::new(body, playlist::MAX_PLAYLIST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            Err(err) => {
+                tracing::warn!(stream, client = %client, origin = %origin, error = %err, "cannot read the origin's playlist");
+                return json_error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cannot read the origin's playlist: {err}"),
+                );
+            }
+        };
+        let rewritten = match playlist::rewrite(&text, req.uri().path(), id) {
+            Ok(rewritten) => rewritten,
+            Err(err) => {
+                tracing::warn!(stream, client = %client, origin = %origin, error = %err, "unusable playlist from origin");
+                return json_error(StatusCode::BAD_GATEWAY, &err.to_string());
+            }
+        };
+        let record = PlaybackSession {
+            origin,
+            stream: stream.to_owned(),
+        };
+        let value = serde_json::to_string(&record).expect("a playback session serialises");
+        if let Err(err) = proxy
+            .origins
+            .put_session(SESSION_KIND, id, &value, SESSION_TTL)
+            .await
+        {
+            tracing::warn!(stream, client = %client, error = %err, "cannot store the HLS playback session");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot store the playback session: {err}"),
+            );
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let mut out = Response::from_parts(
+            parts,
+            Full::new(Bytes::from(rewritten))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.apple.mpegurl"),
+        );
+        out
+    }
+
+    async fn load_session(&self, proxy: &Proxy, id: &str) -> Option<PlaybackSession> {
+        match proxy.origins.get_session(SESSION_KIND, id).await {
+            Ok(Some(value)) => serde_json::from_str(&value).ok(),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(session = id, error = %err, "cannot read the HLS playback session");
+                None
+            }
+        }
+    }
+
+    /// Sends the client's request to `origin` (same path and query) and returns the response
+    /// head with its body still streaming.
+    async fn fetch(
+        &self,
+        origin: SocketAddr,
+        req: &Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<Incoming>, FetchError> {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri: Uri = format!("http://{origin}{path_and_query}")
+            .parse()
+            .map_err(|_| FetchError::BadTarget)?;
+        let mut upstream = Request::builder()
+            .method(req.method())
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|_| FetchError::BadTarget)?;
+        *upstream.headers_mut() = forwarded_headers(req.headers(), client);
+        let response = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, self.client.request(upstream))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map_err(FetchError::Http)?;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("the request target cannot be sent to an origin")]
+    BadTarget,
+    #[error("the origin sent no response head within {RESPONSE_HEAD_TIMEOUT:?}")]
+    Timeout,
+    #[error("{0}")]
+    Http(hyper_util::client::legacy::Error),
+}
+
+/// The session id of one stream on one origin incarnation. Deterministic, so a player that
+/// reloads the playlist from its original URL refreshes one session instead of creating one
+/// per reload; a new owner (failover, restart) gives a new id.
+fn session_id(key: &StreamKey, server: &str, incarnation: &str) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (key.to_string(), server, incarnation).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// The client's headers minus hop-by-hop ones, plus who the client is.
+fn forwarded_headers(incoming: &HeaderMap, client: SocketAddr) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    let ip = client.ip();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip.to_string(),
+    };
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut forwarded = format!("for={node};proto=http");
+    if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok())
+        && host.bytes().all(|b| b.is_ascii_graphic())
+    {
+        forwarded.push_str(&format!(";host=\"{host}\""));
+    }
+    for (name, value) in [
+        ("x-forwarded-for", xff),
+        ("x-real-ip", ip.to_string()),
+        ("forwarded", forwarded),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+fn pick_failed(key: &StreamKey, client: SocketAddr, err: &PickError) -> Response<Body> {
+    tracing::warn!(stream = %key, client = %client, error = %err, "no origin for HTTP request");
+    json_error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
+}
+
+fn no_http_endpoint(lease: &StreamLease) -> Response<Body> {
+    let message = format!(
+        "origin {} of stream {} has no HTTP endpoint",
+        lease.origin().server,
+        lease.stream()
+    );
+    tracing::warn!(stream = %lease.stream(), "{message}");
+    json_error(StatusCode::BAD_GATEWAY, &message)
+}
+
+fn origin_unreachable(
+    stream: &str,
+    origin: SocketAddr,
+    client: SocketAddr,
+    err: &FetchError,
+) -> Response<Body> {
+    tracing::warn!(stream, client = %client, origin = %origin, error = %err, "origin unreachable");
+    json_error(
+        StatusCode::BAD_GATEWAY,
+        &format!("origin {origin} is unreachable: {err}"),
+    )
+}
+
+/// An origin's response body that keeps the stream's lease for as long as it streams; when the
+/// player goes away hyper drops it, which closes the origin connection and ends the lease.
+struct LeasedBody {
+    body: Incoming,
+    _lease: Option<StreamLease>,
+}
+
+impl hyper::body::Body for LeasedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_name_the_client_and_drop_hop_by_hop() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(header::HOST, HeaderValue::from_static("live.example:8080"));
+        incoming.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        incoming.insert("x-secret", HeaderValue::from_static("1"));
+        incoming.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        incoming.insert(header::USER_AGENT, HeaderValue::from_static("ffmpeg"));
+        let out = forwarded_headers(&incoming, "10.9.8.7:5555".parse().unwrap());
+        assert_eq!(out["x-forwarded-for"], "1.2.3.4, 10.9.8.7");
+        assert_eq!(
+            out["forwarded"],
+            "for=10.9.8.7;proto=http;host=\"live.example:8080\""
+        );
+        assert_eq!(out[header::USER_AGENT], "ffmpeg");
+        assert!(out.get(header::CONNECTION).is_none());
+        assert!(out.get("x-secret").is_none());
+        let v6 = forwarded_headers(&HeaderMap::new(), "[::1]:1".parse().unwrap());
+        assert_eq!(v6["forwarded"], "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn session_ids_follow_the_owner() {
+        let key = StreamKey::new(None, "live", "cam").unwrap();
+        assert_eq!(session_id(&key, "o1", "a"), session_id(&key, "o1", "a"));
+        assert_ne!(session_id(&key, "o1", "a"), session_id(&key, "o2", "a"));
+        assert_ne!(session_id(&key, "o1", "a"), session_id(&key, "o1", "b"));
+    }
+}

@@ -1,0 +1,197 @@
+//! HTTP streaming on `PROXY_HTTP_SERVER`: HTTP-FLV, HTTP-TS and HLS relayed from the origin
+//! that owns the stream, plus static files.
+//!
+//! - `GET /app/stream.flv` and `/app/stream.ts`: the origin's never-ending body is streamed
+//!   through frame by frame; the stream's lease lives as long as the response body, so a player
+//!   keeps its stream owned and closing the player closes the origin request.
+//! - `GET /app/stream.m3u8`: the playlist is fetched from the owner and every URI in it is
+//!   rewritten to come back here with a playback session id (`spbhid`), stored through the
+//!   load balancer so a segment request may land on any proxy replica.
+//! - Requests carrying `spbhid` (segments, init sections, variant playlists) go to the origin
+//!   recorded in that session.
+
+mod forward;
+pub mod playlist;
+mod request;
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use crate::Proxy;
+use forward::Forwarder;
+use request::{RequestKind, classify};
+
+pub use request::RequestError;
+
+/// The body every handler answers with.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A slow client must send its request head within this time (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request heads larger than this are refused by hyper with 431.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Everything a request handler needs.
+struct HttpState {
+    proxy: Proxy,
+    forwarder: Forwarder,
+    static_files: Option<ServeDir>,
+}
+
+/// Serves HTTP streaming until the proxy drains; connections already streaming finish on their
+/// own or when sessions are terminated.
+pub async fn serve(listener: TcpListener, proxy: Proxy) {
+    let static_files = proxy.config.static_files.as_ref().map(ServeDir::new);
+    let state = Arc::new(HttpState {
+        forwarder: Forwarder::new(),
+        static_files,
+        proxy: proxy.clone(),
+    });
+    let lifecycle = proxy.lifecycle.clone();
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = lifecycle.draining().cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let terminate = lifecycle.terminate().clone();
+        lifecycle.spawn_session(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req, client).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(client = %client, error = %err, "HTTP connection ended with an error");
+                    }
+                }
+                _ = terminate.cancelled() => {}
+            }
+        });
+    }
+    tracing::info!("HTTP streaming listener stopped accepting");
+}
+
+async fn handle(state: &HttpState, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let mut response = route(state, req, client).await;
+    // SRS answers every origin with CORS allowed; players on other sites depend on it.
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    if req.method() == Method::OPTIONS {
+        return preflight();
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and OPTIONS are served here",
+        );
+    }
+    let kind = match classify(&req) {
+        Ok(kind) => kind,
+        Err(err) => {
+            tracing::info!(client = %client, path = %req.uri().path(), error = %err, "bad HTTP request");
+            return json_error(StatusCode::BAD_REQUEST, &err.to_string());
+        }
+    };
+    state.proxy.metrics.http_request(kind.label());
+    match kind {
+        RequestKind::Live { key } => state.forwarder.live(&state.proxy, req, key, client).await,
+        RequestKind::Playlist { key, session } => {
+            state
+                .forwarder
+                .playlist(&state.proxy, req, key, session, client)
+                .await
+        }
+        RequestKind::SessionFile { session } => {
+            state
+                .forwarder
+                .session_file(&state.proxy, req, &session, client)
+                .await
+        }
+        RequestKind::Other => static_file(state, req).await,
+    }
+}
+
+async fn static_file(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let Some(dir) = &state.static_files else {
+        return json_error(StatusCode::NOT_FOUND, "no such stream or file");
+    };
+    match dir.clone().oneshot(req).await {
+        Ok(response) => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+        Err(err) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read static file: {err}"),
+        ),
+    }
+}
+
+fn preflight() -> Response<Body> {
+    let mut response = Response::new(empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An error answer in the JSON shape the rest of the proxy uses.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "code": status.as_u16(), "message": message }).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,22 @@
+-- Extends leases still held by the given owners in their current incarnation.
+-- KEYS: 1 incarnations (hash), then the streams' owner keys.
+-- ARGV: 1 lease ms, 2 owned-zset prefix, then per owner key: stream (vhost/app/stream), token.
+-- Reply: the positions (1-based, among the owner keys) whose lease was lost.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local lost = {}
+for i = 2, #KEYS do
+  local n = i - 1
+  local stream, token = ARGV[1 + 2 * n], ARGV[2 + 2 * n]
+  local cut = string.find(token, '\n', 1, true)
+  local server = string.sub(token, 1, cut - 1)
+  if redis.call('GET', KEYS[i]) == token
+      and redis.call('HGET', KEYS[1], server) == string.sub(token, cut + 1) then
+    redis.call('PEXPIRE', KEYS[i], lease)
+    redis.call('ZADD', ARGV[2] .. server, now + lease, stream)
+  else
+    lost[#lost + 1] = n
+  end
+end
+return lost

@@ -1,0 +1,100 @@
+//! RTMP: clients publish and play through the proxy; each session is relayed to the origin
+//! that owns its stream.
+//!
+//! Codecs are pure and fuzzed ([`handshake`], [`chunk`], [`amf0`], [`control`], [`command`],
+//! [`stream_key`]); I/O lives in [`connection`], [`origin`], [`session`] and [`relay`].
+
+pub mod amf0;
+pub mod chunk;
+pub mod command;
+pub mod connection;
+pub mod control;
+pub mod handshake;
+pub mod origin;
+pub mod relay;
+pub mod resolver;
+pub mod session;
+pub mod stream_key;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::Semaphore};
+
+pub use self::{
+    resolver::{Intent, OriginResolver, ResolveError, ResolvedOrigin},
+    stream_key::RtmpStreamKey,
+};
+use crate::lifecycle::Lifecycle;
+
+/// Bounds on what one client may cost.
+#[derive(Debug, Clone)]
+pub struct RtmpLimits {
+    /// Handshake, commands, origin resolution and the origin's setup must finish within this.
+    pub handshake_timeout: Duration,
+    /// A relay with no bytes in either direction (or a peer not reading) for this long ends.
+    pub idle_timeout: Duration,
+    /// Largest RTMP message accepted from a client or an origin.
+    pub max_message_size: u32,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for RtmpLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_message_size: 8 * 1024 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl RtmpLimits {
+    pub fn decoder_limits(&self) -> chunk::DecoderLimits {
+        chunk::DecoderLimits {
+            max_message_size: self.max_message_size,
+            ..Default::default()
+        }
+    }
+}
+
+/// Accepts RTMP clients until the proxy drains; every session is tracked by `lifecycle` and
+/// told to stop when the grace period ends.
+pub async fn serve(
+    listener: TcpListener,
+    resolver: Arc<dyn OriginResolver>,
+    limits: RtmpLimits,
+    lifecycle: Lifecycle,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let limits = Arc::new(limits);
+    loop {
+        let accepted = tokio::select! {
+            _ = lifecycle.draining().cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, client) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %err, "RTMP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(client = %client, limit = limits.max_connections, "too many RTMP connections, closing this one");
+            continue;
+        };
+        lifecycle.spawn_session(session::run(
+            socket,
+            client,
+            resolver.clone(),
+            limits.clone(),
+            lifecycle.terminate().clone(),
+            slot,
+        ));
+    }
+    tracing::info!("RTMP listener stopped accepting");
+}

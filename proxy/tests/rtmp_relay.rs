@@ -1,0 +1,472 @@
+//! RTMP through the proxy with real peers: nginx-rtmp origins, ffmpeg publishing, ffprobe
+//! playing.
+
+mod rtmp_support;
+use rtmp_support as support;
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use originstack_proxy::rtmp::RtmpLimits;
+use support::{
+    NginxRtmp, Proxy, TestResolver, eventually, probe, publish, sample_flv, sample_probe,
+};
+
+fn origins(n: usize) -> Vec<NginxRtmp> {
+    (0..n)
+        .map(|_| NginxRtmp::start().expect("start nginx-rtmp"))
+        .collect()
+}
+
+/// Which origins carry `stream` right now.
+fn carriers(origins: &[NginxRtmp], stream: &str) -> Vec<SocketAddr> {
+    origins
+        .iter()
+        .filter(|o| {
+            o.published_streams()
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s == stream)
+        })
+        .map(|o| o.rtmp)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
+    sample_flv();
+    let origins = origins(3);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let leases = resolver.leases();
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+
+    // The token in the query travels to the origin with the stream name.
+    let mut publisher = publish(&format!("{}?token=secret", proxy.url("cam1"))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "cam1").len()
+            == 1)
+        .await,
+        "the stream never appeared on an origin"
+    );
+    assert_eq!(
+        carriers(&origins, "cam1"),
+        vec![resolver.origin_of_stream("cam1")]
+    );
+    assert_eq!(
+        leases.load(Ordering::SeqCst),
+        1,
+        "the publisher holds one lease"
+    );
+
+    let seen = probe(&proxy.url("cam1")).await.unwrap();
+    assert_eq!(seen, sample_probe());
+    // Played straight from the owning origin too: the proxy relayed media untouched.
+    let direct = probe(&format!(
+        "rtmp://{}/live/cam1",
+        resolver.origin_of_stream("cam1")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(direct, sample_probe());
+
+    publisher.ensure_running().unwrap();
+    publisher.kill();
+    assert!(
+        eventually(Duration::from_secs(10), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await,
+        "leases are released when sessions end"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || carriers(&origins, "cam1")
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_spread_over_three_origins_and_meet_their_players() {
+    sample_flv();
+    let origins = origins(3);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+
+    let names: Vec<String> = (0..30).map(|i| format!("stream{i}")).collect();
+    let mut publishers: Vec<_> = names
+        .iter()
+        .map(|name| publish(&proxy.url(name)).unwrap())
+        .collect();
+    let all_up = eventually(Duration::from_secs(30), || {
+        let published: usize = origins
+            .iter()
+            .map(|o| o.published_streams().unwrap_or_default().len())
+            .sum();
+        published == names.len()
+    })
+    .await;
+    assert!(all_up, "not every stream reached an origin");
+
+    let mut per_origin: HashMap<SocketAddr, usize> = HashMap::new();
+    for name in &names {
+        let on = carriers(&origins, name);
+        assert_eq!(
+            on,
+            vec![resolver.origin_of_stream(name)],
+            "{name} must be on exactly its owner"
+        );
+        *per_origin.entry(on[0]).or_default() += 1;
+    }
+    assert_eq!(
+        per_origin.len(),
+        3,
+        "streams spread over all origins: {per_origin:?}"
+    );
+
+    // Every publisher meets its player, ten players at a time.
+    for batch in names.chunks(10) {
+        let probes = batch.iter().map(|name| {
+            let url = proxy.url(name);
+            async move { (url.clone(), probe(&url).await) }
+        });
+        for (url, seen) in futures::future::join_all(probes).await {
+            assert_eq!(seen.unwrap(), sample_probe(), "{url}");
+        }
+    }
+    for publisher in &mut publishers {
+        publisher.ensure_running().unwrap();
+    }
+}
+
+/// Plain handshake (C0 + C1 of zeros, read S0-S2, C2), as the simplest clients do.
+fn handshaken(proxy: SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(proxy).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    socket.write_all(&c0c1).unwrap();
+    let mut s = vec![0u8; 1 + 2 * 1536];
+    socket.read_exact(&mut s).unwrap();
+    assert_eq!(s[0], 3);
+    socket.write_all(&[0u8; 1536]).unwrap();
+    socket
+}
+
+/// The proxy closes the connection: reads end (EOF or reset) before the timeout.
+fn closed_by_proxy(mut socket: TcpStream) -> bool {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_closes_only_its_own_connection() {
+    sample_flv();
+    let origins = origins(1);
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let limits = RtmpLimits {
+        handshake_timeout: Duration::from_secs(2),
+        max_message_size: 1024 * 1024,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(resolver, limits).await;
+    let mut publisher = publish(&proxy.url("healthy")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "healthy")
+            .len()
+            == 1)
+        .await
+    );
+    let addr = proxy.addr;
+
+    let hostile = tokio::task::spawn_blocking(move || {
+        let mut results = Vec::new();
+        // Garbage instead of a handshake (wrong version byte).
+        let mut garbage = TcpStream::connect(addr).unwrap();
+        let noise: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let _ = garbage.write_all(&noise);
+        results.push(("garbage", closed_by_proxy(garbage)));
+        // A handshake cut short: the handshake timeout ends it.
+        let mut truncated = TcpStream::connect(addr).unwrap();
+        truncated.write_all(&[3u8; 700]).unwrap();
+        results.push(("truncated handshake", closed_by_proxy(truncated)));
+        // A message larger than the limit.
+        let mut oversized = handshaken(addr);
+        oversized
+            .write_all(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0])
+            .unwrap();
+        results.push(("oversized message", closed_by_proxy(oversized)));
+        // Continuation chunks for a chunk stream that never had a header.
+        let mut orphan = handshaken(addr);
+        orphan.write_all(&[0xC5, 1, 2, 3, 4]).unwrap();
+        results.push(("orphan continuation", closed_by_proxy(orphan)));
+        // A command that is not AMF0.
+        let mut bad_amf = handshaken(addr);
+        bad_amf
+            .write_all(&[
+                0x03, 0, 0, 0, 0, 0, 4, 20, 0, 0, 0, 0, 0x11, 0x11, 0x11, 0x11,
+            ])
+            .unwrap();
+        results.push(("bad AMF0 command", closed_by_proxy(bad_amf)));
+        // A client that connects and then stays silent.
+        let silent = TcpStream::connect(addr).unwrap();
+        results.push(("silent", closed_by_proxy(silent)));
+        results
+    })
+    .await
+    .unwrap();
+    for (what, closed) in hostile {
+        assert!(closed, "the proxy did not close the {what} connection");
+    }
+
+    assert!(proxy.is_serving(), "the accept loop survived");
+    publisher
+        .ensure_running()
+        .expect("the healthy publisher was not disturbed");
+    assert_eq!(carriers(&origins, "healthy").len(), 1);
+    assert_eq!(probe(&proxy.url("healthy")).await.unwrap(), sample_probe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_origin_and_connection_limit_refuse_cleanly() {
+    // An origin address nothing listens on.
+    let dead: SocketAddr = ([127, 0, 0, 1], originstack_e2e::free_port()).into();
+    let resolver = Arc::new(TestResolver::new(vec![dead]));
+    let leases = resolver.leases();
+    let limits = RtmpLimits {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(resolver, limits).await;
+    let err = probe(&proxy.url("nowhere")).await.unwrap_err();
+    assert!(err.to_string().contains("failed"), "{err:#}");
+    assert!(
+        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await
+    );
+
+    let addr = proxy.addr;
+    let third_closed = tokio::task::spawn_blocking(move || {
+        let first = TcpStream::connect(addr).unwrap();
+        let second = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let third = TcpStream::connect(addr).unwrap();
+        let closed = closed_by_proxy(third);
+        drop((first, second));
+        closed
+    })
+    .await
+    .unwrap();
+    assert!(third_closed, "a connection over the limit is closed");
+}
+
+/// Enhanced RTMP (HEVC signalled by FourCC, as OBS 30+ and ffmpeg 6.1+ send it) crosses the
+/// proxy byte for byte in both hops: our own client publishes through the proxy, another
+/// plays through the proxy, the origin in between is nginx-rtmp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enhanced_rtmp_media_passes_through_untouched() {
+    use originstack_proxy::rtmp::{
+        Intent, RtmpStreamKey,
+        amf0::Value,
+        chunk::{DecoderLimits, Message},
+        command::Command,
+        connection::RtmpConnection,
+        control::kind,
+        origin::{self, OriginRequest},
+    };
+
+    // nginx-rtmp reads the frame type without masking the Enhanced RTMP flag bit, so it would
+    // hold these frames back waiting for a key frame; SRS origins know the flag.
+    let origins = [NginxRtmp::start_with("wait_key off;").unwrap()];
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
+    let key = RtmpStreamKey {
+        vhost: "__defaultVhost__".into(),
+        app: "live".into(),
+        stream: "hevc".into(),
+        query: String::new(),
+    };
+    let open = |intent: Intent| {
+        let key = key.clone();
+        let addr = proxy.addr;
+        async move {
+            let args = match intent {
+                Intent::Publish => vec![Value::string("live")],
+                Intent::Play => vec![Value::Number(-2000.0)],
+            };
+            let request = OriginRequest {
+                key: &key,
+                intent,
+                connect_object: &Value::object([(
+                    "fourCcList",
+                    Value::StrictArray(vec![Value::string("hvc1")]),
+                )]),
+                tc_query: "",
+                stream_args: &args,
+                buffer_millis: 100,
+            };
+            origin::open(addr, request, DecoderLimits::default())
+                .await
+                .unwrap()
+        }
+    };
+
+    // The origin's onStatus answers come back through the proxy.
+    async fn wait_for_status(connection: &mut RtmpConnection, code: &str) {
+        loop {
+            let message = connection.read_message().await.unwrap();
+            if message.type_id == kind::COMMAND_AMF0
+                && Command::decode(message.type_id, &message.payload)
+                    .unwrap()
+                    .is_status(code)
+            {
+                return;
+            }
+        }
+    }
+    let mut publisher = open(Intent::Publish).await;
+    wait_for_status(&mut publisher.connection, "NetStream.Publish.Start").await;
+    let mut player = open(Intent::Play).await;
+    wait_for_status(&mut player.connection, "NetStream.Play.Start").await;
+
+    // Sequence start (0x80 | key frame << 4 | PacketType 0) then coded frames (PacketType 1)
+    // of 1 to 100 KB: larger than every chunk size on the way.
+    let mut frames = Vec::new();
+    let mut sequence_start = vec![0x90, b'h', b'v', b'c', b'1'];
+    sequence_start.extend((0..40u8).map(|i| i.wrapping_mul(7)));
+    frames.push(sequence_start);
+    for i in 0..20usize {
+        let mut frame = vec![
+            if i % 10 == 0 { 0x91 } else { 0xA1 },
+            b'h',
+            b'v',
+            b'c',
+            b'1',
+            0,
+            0,
+            0,
+        ];
+        frame.extend((0..1000 + i * 5000).map(|j| (j * 13 + i) as u8));
+        frames.push(frame);
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        let message = Message {
+            csid: 6,
+            timestamp: 1000 + i as u32 * 33,
+            type_id: kind::VIDEO,
+            stream_id: publisher.stream_id,
+            payload: frame.clone().into(),
+        };
+        publisher.connection.queue(&message);
+    }
+    publisher.connection.flush().await.unwrap();
+
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while received.len() < frames.len() {
+        let message = tokio::time::timeout_at(deadline, player.connection.read_message())
+            .await
+            .expect("frames arrive")
+            .unwrap();
+        if message.type_id == kind::VIDEO {
+            assert_eq!(
+                message.stream_id, player.stream_id,
+                "stream id translated for the player"
+            );
+            received.push(message.payload.to_vec());
+        }
+    }
+    assert_eq!(received, frames);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_for_a_dead_origin_land_on_a_live_one() {
+    sample_flv();
+    let mut origins = origins(2);
+    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+    // A stream owned by the second origin, which then dies.
+    let doomed = origins[1].rtmp;
+    let name = (0..)
+        .map(|i| format!("moving{i}"))
+        .find(|n| resolver.origin_of_stream(n) == doomed)
+        .unwrap();
+    origins[1].kill();
+
+    let mut publisher = publish(&proxy.url(&name)).unwrap();
+    let survivor = &origins[..1];
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(survivor, &name).len()
+            == 1)
+        .await,
+        "the publish did not reach the live origin"
+    );
+    assert_eq!(probe(&proxy.url(&name)).await.unwrap(), sample_probe());
+    publisher.ensure_running().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_stops_accepting_while_relays_run_on() {
+    sample_flv();
+    let origins = origins(1);
+    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let leases = resolver.leases();
+    let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
+    let mut publisher = publish(&proxy.url("draining")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || carriers(&origins, "draining")
+            .len()
+            == 1)
+        .await
+    );
+
+    proxy.lifecycle.draining().cancel();
+    let addr = proxy.addr;
+    assert!(
+        eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_err()).await,
+        "the listener still accepts while draining"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publisher
+        .ensure_running()
+        .expect("the running publish goes on while draining");
+    assert_eq!(carriers(&origins, "draining").len(), 1);
+
+    // End of the grace period: sessions are told to stop and release their leases.
+    proxy.lifecycle.terminate().cancel();
+    assert!(
+        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
+            == 0)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || carriers(&origins, "draining")
+            .is_empty())
+        .await
+    );
+}

@@ -1,0 +1,149 @@
+//! The real `originstack-proxy` binary on free loopback ports, configured through its
+//! `PROXY_*` variables exactly as a user would.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::{ChildGuard, free_port, wait_for_tcp};
+
+/// A running proxy; killed on drop.
+pub struct ProxyProcess {
+    pub process: ChildGuard,
+    pub system: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Starts `binary` (the proxy crate's tests pass `env!("CARGO_BIN_EXE_originstack-proxy")`)
+    /// with every listener on a free loopback port plus `envs`.
+    pub fn start(binary: &str, envs: &[(&str, String)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("proxy.log");
+        let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let (system, rtmp, http) = (port(free_port()), port(free_port()), port(free_port()));
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .current_dir(dir.path())
+            .env("PROXY_SYSTEM_API", system.to_string())
+            .env("PROXY_RTMP_SERVER", rtmp.to_string())
+            .env("PROXY_HTTP_SERVER", http.to_string())
+            .env("PROXY_HTTP_API", format!("127.0.0.1:{}", free_port()))
+            .env("PROXY_WEBRTC_SERVER", format!("127.0.0.1:{}", free_port()))
+            .env("PROXY_SRT_SERVER", format!("127.0.0.1:{}", free_port()))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let process = ChildGuard::spawn("originstack-proxy", &mut command)?;
+        let proxy = Self {
+            process,
+            system,
+            rtmp,
+            http,
+            log,
+            _dir: dir,
+        };
+        for addr in [system, rtmp, http] {
+            wait_for_tcp(addr, Duration::from_secs(20))
+                .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", proxy.log()))?;
+        }
+        Ok(proxy)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Registers an origin through the register API as an SRS heartbeat would.
+    pub fn register(&self, server: &str, rtmp: u16, http: u16) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc", "pid": "1",
+            "rtmp": [rtmp.to_string()], "http": [http.to_string()],
+        });
+        let (status, text) = http_request(
+            self.system,
+            "POST",
+            "/api/v1/srs/register",
+            &[],
+            &body.to_string(),
+        )?;
+        anyhow::ensure!(
+            status == 200 && text.contains("\"code\":0"),
+            "register answered {status}: {text}"
+        );
+        Ok(())
+    }
+
+    /// The proxy's Prometheus text.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        Ok(http_request(self.system, "GET", "/metrics", &[], "")?.1)
+    }
+}
+
+/// One blocking HTTP/1.1 request (Connection: close); returns status and raw body (chunked
+/// bodies are decoded). Raw on purpose: tests send malformed requests exactly as written.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
