@@ -279,6 +279,29 @@ async fn lease_expires_unless_renewed(make: MakeBackend) {
     );
 }
 
+async fn owned_pick_tops_up_a_short_lease(make: MakeBackend) {
+    let backend = make(timing(5_000, 800));
+    let lb = &backend.lb;
+    lb.register(&origin("a", 1, 0.0)).await.unwrap();
+    lb.pick(&key("s")).await.unwrap();
+    let expiry = || async { lb.streams().await.unwrap()[0].lease_expires_ms };
+    let first = expiry().await;
+    // More than half left: the pick reads only.
+    sleep_ms(100).await;
+    assert_eq!(lb.pick(&key("s")).await.unwrap().kind, ClaimKind::Owned);
+    assert_eq!(expiry().await, first);
+    // Less than half left: the pick renews.
+    sleep_ms(450).await;
+    assert_eq!(lb.pick(&key("s")).await.unwrap().kind, ClaimKind::Owned);
+    assert!(expiry().await >= first + 500, "lease not renewed");
+    sleep_ms(500).await;
+    assert_eq!(
+        lb.streams().await.unwrap().len(),
+        1,
+        "still owned past the first expiry"
+    );
+}
+
 async fn sessions_expire(make: MakeBackend) {
     let backend = make(timing(5_000, 5_000));
     let lb = &backend.lb;
@@ -390,6 +413,7 @@ backend_suite!(
     draining_keeps_owned_streams,
     removed_origin_fails_over,
     lease_expires_unless_renewed,
+    owned_pick_tops_up_a_short_lease,
     sessions_expire,
     registry_forgets_long_silent_origins,
     registry_is_bounded,

@@ -6,7 +6,8 @@
 //!   incarnation (`service`/`pid`) is the one the registry holds.
 //! - A stream's owner is valid while its lease has not expired and the owner is alive in the
 //!   incarnation that claimed it. A draining owner keeps its streams.
-//! - Picking a stream with a valid owner returns that owner and renews the lease. Otherwise the
+//! - Picking a stream with a valid owner returns that owner (and renews the lease when less
+//!   than half of it is left; holders renew it anyway). Otherwise the
 //!   live, non-draining origins are ranked by fewest owned streams, then lowest load figure;
 //!   equal ranks are broken at random; the winner is claimed in one atomic step.
 //! - A heartbeat with a new incarnation for a known `server` drops every stream it owned.

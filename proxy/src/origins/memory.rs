@@ -227,9 +227,11 @@ impl LoadBalancer for MemoryBalancer {
                 .filter(|entry| entry.alive(now, ttl) && entry.incarnation_owner() == owner)
                 .map(|entry| entry.origin.clone());
             if let Some(origin) = live_owner {
-                state.set_owned(&server, stream, Some(old_expiry), expires_ms);
-                if let Some(entry) = state.streams.get_mut(stream) {
-                    entry.expires_ms = expires_ms;
+                if old_expiry - now < millis(self.timing.stream_lease) / 2 {
+                    state.set_owned(&server, stream, Some(old_expiry), expires_ms);
+                    if let Some(entry) = state.streams.get_mut(stream) {
+                        entry.expires_ms = expires_ms;
+                    }
                 }
                 return Ok(Claim {
                     origin,

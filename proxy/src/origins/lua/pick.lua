@@ -23,7 +23,12 @@ if current then
   local beat = redis.call('ZSCORE', KEYS[2], server)
   if beat and tonumber(beat) >= alive_since
       and redis.call('HGET', KEYS[3], server) == string.sub(current, cut + 1) then
-    return claim(server, current, 'owned', '')
+    -- Renewing costs writes; the lease holders' renewer keeps it fresh, so only top it up
+    -- when less than half is left.
+    if redis.call('PTTL', KEYS[6]) < lease / 2 then
+      return claim(server, current, 'owned', '')
+    end
+    return {'owned', current, redis.call('HGET', KEYS[1], server), beat, ''}
   end
   redis.call('ZREM', ARGV[5] .. server, ARGV[1])
   previous = server
