@@ -202,6 +202,7 @@ pub struct DefaultBackendConfig {
 pub struct SrtLimits {
     /// Most SRT sessions relayed at once; callers beyond it are refused (SRT reject 1402).
     #[arg(
+        id = "srt_max_sessions",
         long = "srt-max-sessions",
         env = "PROXY_SRT_MAX_SESSIONS",
         default_value_t = 1000
@@ -209,15 +210,16 @@ pub struct SrtLimits {
     pub max_sessions: usize,
     /// An SRT session that hears nothing from its client or its origin for this long is
     /// closed (both sides send keepalives every second while connected).
-    #[arg(long = "srt-idle-timeout", env = "PROXY_SRT_IDLE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(id = "srt_idle_timeout", long = "srt-idle-timeout", env = "PROXY_SRT_IDLE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
     /// Time to pick the origin and complete the handshake with it; keep it under the
     /// callers' connect timeout (libsrt: 3s).
-    #[arg(long = "srt-origin-timeout", env = "PROXY_SRT_ORIGIN_TIMEOUT", default_value = "2500ms", value_parser = humantime::parse_duration)]
+    #[arg(id = "srt_origin_timeout", long = "srt-origin-timeout", env = "PROXY_SRT_ORIGIN_TIMEOUT", default_value = "2500ms", value_parser = humantime::parse_duration)]
     pub origin_timeout: Duration,
     /// Datagrams from a client waiting for their session task; more are dropped (SRT
     /// retransmits them). Bounds memory: sessions x queue x 1.5 KB at worst.
     #[arg(
+        id = "srt_session_queue",
         long = "srt-session-queue",
         env = "PROXY_SRT_SESSION_QUEUE",
         default_value_t = 128
@@ -252,7 +254,7 @@ pub struct RtmpConfig {
     #[arg(long = "rtmp-handshake-timeout", env = "PROXY_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
     /// An RTMP session with no bytes in either direction for this long is closed.
-    #[arg(long = "rtmp-idle-timeout", env = "PROXY_RTMP_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(id = "rtmp_idle_timeout", long = "rtmp-idle-timeout", env = "PROXY_RTMP_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
     /// Largest RTMP message accepted, in bytes (the protocol's own limit is 16777215).
     #[arg(long = "rtmp-max-message-size", env = "PROXY_RTMP_MAX_MESSAGE_SIZE", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=0xFF_FFFF))]

@@ -65,7 +65,7 @@ pub fn classify<B>(req: &Request<B>) -> Result<RequestKind, RequestError> {
     let stream_key = || {
         let vhost = query_param(query, "vhost")
             .or_else(|| query_param(query, "domain"))
-            .or_else(|| host_without_port(req).map(|host| vhost_of_host(&host).to_owned()));
+            .or_else(|| host_without_port(req).map(|host| vhost_of_host(&host)));
         StreamKey::from_path(vhost.as_deref(), path)
     };
     Ok(match (extension.as_deref(), session) {

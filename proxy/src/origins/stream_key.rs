@@ -133,11 +133,11 @@ fn check_common(part: KeyPart, value: &str) -> Result<(), StreamKeyError> {
 /// The vhost a client means by the host it connected to (RTMP tcUrl host, HTTP `Host`): only a
 /// domain names a vhost; an IP address or a bare name (localhost, a Service name) means the
 /// default vhost, as with SRS. Every protocol uses this so they all name the same stream.
-pub fn vhost_of_host(host: &str) -> &str {
+pub fn vhost_of_host(host: &str) -> String {
     if host.is_empty() || !host.contains('.') || host.parse::<IpAddr>().is_ok() {
-        DEFAULT_VHOST
+        DEFAULT_VHOST.to_owned()
     } else {
-        host
+        host.to_ascii_lowercase()
     }
 }
 

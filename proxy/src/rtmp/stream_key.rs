@@ -64,7 +64,7 @@ impl ConnectTarget {
         let vhost = query_param(query, &["vhost", "domain"])
             .or_else(|| query_param(&self.query, &["vhost", "domain"]))
             .map(str::to_owned)
-            .unwrap_or_else(|| vhost_of_host(&self.host).to_ascii_lowercase());
+            .unwrap_or_else(|| vhost_of_host(&self.host));
         RtmpStreamKey {
             vhost,
             app: self.app.clone(),
