@@ -136,38 +136,5 @@ pub async fn http(
     let _ = stream.write_all(body).await;
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        (status, dechunk(body))
-    } else {
-        (status, body.to_owned())
-    }
-}
-
-/// Axum answers streamed bodies chunked; tests want the plain text.
-fn dechunk(body: &str) -> String {
-    let mut rest = body;
-    let mut out = String::new();
-    loop {
-        let Some((size, after)) = rest.split_once("\r\n") else {
-            return out;
-        };
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return out;
-        };
-        if size == 0 || after.len() < size {
-            return out;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
+    originstack_e2e::proxy::parse_response(&response)
 }
