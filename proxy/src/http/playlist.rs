@@ -187,6 +187,18 @@ mod tests {
     }
 
     #[test]
+    fn unresolvable_uris_are_left_for_the_player() {
+        assert_eq!(
+            rewrite("#EXTM3U\n//\n", "/a/b.m3u8", "s").unwrap(),
+            "#EXTM3U\n//\n"
+        );
+        assert_eq!(
+            rewrite("#EXTM3U\n//cdn.example/x/seg.ts\n", "/a/b.m3u8", "s").unwrap(),
+            "#EXTM3U\n/x/seg.ts?spbhid=s\n"
+        );
+    }
+
+    #[test]
     fn session_is_query_encoded() {
         let out = rewrite("#EXTM3U\nseg.ts\n", "/a/b.m3u8", "a b&c").unwrap();
         assert_eq!(out, "#EXTM3U\n/a/seg.ts?spbhid=a+b%26c\n");
