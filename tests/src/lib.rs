@@ -6,6 +6,8 @@
 //! The APIs block (std::process, std::net) so sync and async tests share them; an async
 //! test calls them during setup or inside `tokio::task::spawn_blocking`.
 
+/// Generated documentation sections and their drift checks.
+pub mod docs;
 /// ffmpeg publishers (testsrc2 + sine, H.264/AAC to RTMP, SRT or HTTP) and ffprobe checks
 /// that a URL plays with the expected codecs and size.
 pub mod ffmpeg;
