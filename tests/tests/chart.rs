@@ -350,3 +350,64 @@ async fn invalid_values_are_refused_at_template_time() {
         );
     }
 }
+
+/// The YAML code blocks of a Markdown file.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_gitops_examples_in_the_install_guide_point_at_the_chart_with_valid_values() {
+    let guide = std::fs::read_to_string(repo().join("docs/install.md")).unwrap();
+    let helm = Helm::find().unwrap();
+    let mut checked = Vec::new();
+    for block in yaml_blocks(&guide) {
+        for document in helm::documents(&block).unwrap() {
+            let (path, values) = match document["kind"].as_str() {
+                Some("Application") => (
+                    document["spec"]["source"]["path"].clone(),
+                    document["spec"]["source"]["helm"]["valuesObject"].clone(),
+                ),
+                Some("HelmRelease") => (
+                    document["spec"]["chart"]["spec"]["chart"].clone(),
+                    document["spec"]["values"].clone(),
+                ),
+                _ => continue,
+            };
+            let path = path.as_str().unwrap().trim_start_matches("./");
+            assert_eq!(
+                repo().join(path).canonicalize().unwrap(),
+                chart_dir().canonicalize().unwrap(),
+                "{} installs {path}",
+                document["kind"]
+            );
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), serde_json::to_string(&values).unwrap()).unwrap();
+            helm.template(&Render {
+                release: "originstack",
+                namespace: "originstack-system",
+                values_files: vec![file.path().to_path_buf()],
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{} values: {e:#}", document["kind"]));
+            checked.push(document["kind"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(checked, ["Application", "HelmRelease"]);
+}
