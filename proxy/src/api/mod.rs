@@ -35,6 +35,8 @@ pub fn router(proxy: Proxy) -> Router {
 pub async fn serve(listener: TcpListener, proxy: Proxy) {
     let stop = proxy.lifecycle.terminate().clone();
     let app = router(proxy);
+    // The peer address is what PROXY_REGISTER_REQUIRE_DISCOVERED checks.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(err) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
@@ -110,6 +112,9 @@ async fn healthz() -> &'static str {
 async fn readyz(State(proxy): State<Proxy>) -> Response {
     if proxy.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    if let Err(err) = proxy.discovery.check_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response();
     }
     match proxy.origins.check_ready().await {
         Ok(()) => "ok".into_response(),
