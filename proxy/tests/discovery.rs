@@ -27,7 +27,7 @@ use kube::{
 };
 use originstack_e2e::{
     Expect, NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, assert_playable,
-    kube::ControlPlane, local_address, proxy::parse_response,
+    kube::ControlPlane, local_address, proxy::parse_response, redis::RedisServer,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -654,4 +654,58 @@ async fn the_view_survives_an_api_server_restart_and_follows_changes_after_it() 
             "originstack_proxy_discovery_watch_errors_total"
         ) >= 1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_redis_agree_on_discovered_origins_and_their_load() {
+    let plane = ControlPlane::shared().await;
+    let redis = RedisServer::start().unwrap();
+    let url = redis.url();
+    let env = [
+        ("PROXY_LOAD_BALANCER_TYPE", "redis"),
+        ("PROXY_REDIS_URL", url.as_str()),
+        ("PROXY_ORIGIN_TTL", "3s"),
+    ];
+    let (cluster, origins, first) = running(plane, "replicas", (2, 1), &env).await;
+    let second = cluster.proxy(&env);
+    wait_ready(&second).await;
+    let host = origins[0].ip();
+    let register = "/api/v1/srs/register";
+
+    // An origin heartbeats to one replica only; both restate it every second, and the other
+    // replica sees the figure all the same.
+    let body = heartbeat("vid-a", host, origins[0].rtmp_port(), 55.0);
+    let (status, answer) = request(&first, Some(host), "POST", register, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let view = registry(&second).await;
+    assert_eq!(view.len(), 1, "{view:#?}");
+    assert!(serving(&view, PODS[0]));
+    assert_eq!(entry(&view, PODS[0]).unwrap()["load"].as_f64(), Some(55.0));
+
+    // A heartbeat ahead of its endpoint registers on its own, until the endpoint is listed;
+    // from then on one endpoint is one origin and the heartbeat adds to it.
+    let body = heartbeat("vid-b", host, origins[1].rtmp_port(), 5.0);
+    let (status, answer) = request(&second, Some(host), "POST", register, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(entry(&registry(&first).await, "vid-b").is_some());
+    cluster.put(PODS[1], &origins[1], Condition::Ready).await;
+    wait_registry(&first, "the heartbeat origin folded", |view| {
+        serving(view, PODS[1]) && entry(view, "vid-b").is_none()
+    })
+    .await;
+    wait_registry(&second, "the endpoint listed", |view| {
+        serving(view, PODS[1])
+    })
+    .await;
+    let (status, answer) = request(&second, Some(host), "POST", register, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let view = registry(&first).await;
+    assert_eq!(view.len(), 2, "{view:#?}");
+    assert_eq!(entry(&view, PODS[1]).unwrap()["load"].as_f64(), Some(5.0));
+
+    // Published through one replica (to the less loaded origin), played through the other.
+    let (_publisher, landed) = publish(&first, &origins, "shared");
+    assert_eq!(landed, 1);
+    plays(&second, "shared");
 }

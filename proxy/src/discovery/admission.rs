@@ -4,8 +4,9 @@
 //! Which address is checked, and why:
 //! - The heartbeat's `ip` field names the origin: it is where the origin says it is reached,
 //!   and SRS fills it with the pod's address, the address its endpoint lists. A heartbeat
-//!   whose `ip` is an endpoint's address describes that discovered origin and only adds its
-//!   load figures; the addresses stored stay the endpoint's.
+//!   whose `ip` (and RTMP port, see [`Discovered::matching`]) is an endpoint's describes that
+//!   discovered origin and only adds its load figures; the addresses stored stay the
+//!   endpoint's.
 //! - The body is the sender's word, so with `PROXY_REGISTER_REQUIRE_DISCOVERED=on` the TCP
 //!   peer address is checked as well: it must be that same endpoint address. Within the
 //!   cluster network a connection cannot come from an address its sender does not hold,
@@ -14,7 +15,7 @@
 //!   leave the requirement off: discovery still finds every origin, heartbeats then merge by
 //!   `ip` alone.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::slices::Discovered;
 use crate::origins::{Origin, Protocol};
@@ -45,9 +46,14 @@ pub enum Refusal {
     )]
     NotSynced { service: String },
     #[error(
-        "{ip} is not an endpoint of Service {service}: with PROXY_REGISTER_REQUIRE_DISCOVERED=on only the Service's endpoints may register"
+        "{} is not an endpoint of Service {service}: with PROXY_REGISTER_REQUIRE_DISCOVERED=on only the Service's endpoints may register",
+        rtmp.map_or_else(|| ip.to_string(), |rtmp| format!("RTMP {rtmp}"))
     )]
-    NotDiscovered { ip: IpAddr, service: String },
+    NotDiscovered {
+        ip: IpAddr,
+        rtmp: Option<SocketAddr>,
+        service: String,
+    },
     #[error(
         "the heartbeat announces ip {announced} but comes from {}: with PROXY_REGISTER_REQUIRE_DISCOVERED=on an origin must heartbeat from the address it announces",
         peer.map_or_else(|| "an unknown address".to_owned(), |peer| peer.to_string())
@@ -79,13 +85,13 @@ pub fn admit(
         });
     }
     let announced = heartbeat.ip.to_canonical();
-    let found = view
-        .discovered
-        .matching(announced, heartbeat.endpoint(Protocol::Rtmp));
+    let rtmp = heartbeat.endpoint(Protocol::Rtmp);
+    let found = view.discovered.matching(announced, rtmp);
     if require_discovered {
         if found.is_none() {
             return Err(Refusal::NotDiscovered {
                 ip: announced,
+                rtmp,
                 service: view.service.clone(),
             });
         }
@@ -149,7 +155,7 @@ mod tests {
     fn heartbeat(ip: &str, server: &str) -> Origin {
         let body = serde_json::json!({
             "device_id": "live-origin-1", "ip": ip, "server": server, "service": "2e0q10z8",
-            "pid": "23798", "rtmp": ["19351"], "summaries": {"self": {"cpu_percent": 12.5}},
+            "pid": "23798", "rtmp": ["1935"], "summaries": {"self": {"cpu_percent": 12.5}},
         });
         parse_heartbeat(body.to_string().as_bytes()).unwrap()
     }
@@ -217,7 +223,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             refused.to_string(),
-            "10.0.0.99 is not an endpoint of Service live/live-origin: with PROXY_REGISTER_REQUIRE_DISCOVERED=on only the Service's endpoints may register"
+            "RTMP 10.0.0.99:1935 is not an endpoint of Service live/live-origin: with PROXY_REGISTER_REQUIRE_DISCOVERED=on only the Service's endpoints may register"
         );
         // Announcing an endpoint's address from elsewhere, or from another endpoint.
         for peer in [ip("10.0.0.99"), ip("10.0.0.8"), None] {

@@ -27,9 +27,9 @@
 //!   pod (`targetRef` of kind Pod), else its `hostname`, else its address. Its incarnation
 //!   (`service`/`pid`) is the Service's name and the pod's UID: a pod recreated under the same
 //!   name counts as a restart, and its streams are released.
-//! - A heartbeat describes a discovered origin when its `ip` is the endpoint's address (where
-//!   several endpoints share one address, as pods on a node's host network do, the one whose
-//!   RTMP port the heartbeat announces). It is then stored under that origin's key,
+//! - A heartbeat describes a discovered origin when its `ip` is the endpoint's address and its
+//!   RTMP port the endpoint's `rtmp` port (the port tells apart endpoints sharing an address,
+//!   as pods on a node's host network do). It is then stored under that origin's key,
 //!   incarnation and addresses and only adds its load figures (`summaries`, the CPU load used
 //!   to rank) and `device_id`. So the key never flips between SRS's `server` id and the pod
 //!   name, and the two sources never make two origins. SRS's own `server`/`service`/`pid` are

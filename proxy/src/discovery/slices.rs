@@ -76,19 +76,15 @@ impl Discovered {
         self.origins.is_empty()
     }
 
-    /// The origin a heartbeat from `ip` describes: the one at that address; where several
-    /// share it (pods on one node's host network), the one whose RTMP endpoint is `rtmp`.
+    /// The origin a heartbeat describes: the one at address `ip` whose RTMP endpoint is
+    /// `rtmp` (every SRS heartbeat announces it). The port matters where several endpoints
+    /// share one address, as pods on a node's host network do: one of them must not report
+    /// its figures for another, listed or not.
     pub fn matching(&self, ip: IpAddr, rtmp: Option<SocketAddr>) -> Option<&DiscoveredOrigin> {
-        let mut at_ip = self.origins.values().filter(|found| found.origin.ip == ip);
-        let first = at_ip.next()?;
-        let Some(second) = at_ip.next() else {
-            return Some(first);
-        };
         let rtmp = rtmp?;
-        [first, second]
-            .into_iter()
-            .chain(at_ip)
-            .find(|found| found.origin.endpoints.rtmp.contains(&rtmp))
+        self.origins
+            .values()
+            .find(|found| found.origin.ip == ip && found.origin.endpoints.rtmp.contains(&rtmp))
     }
 }
 
@@ -431,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn heartbeats_match_by_address_then_rtmp_port() {
+    fn heartbeats_match_by_address_and_rtmp_port() {
         let mut a = slice(
             "a",
             "IPv4",
@@ -461,7 +457,9 @@ mod tests {
                 .matching(ip.parse().unwrap(), rtmp.map(addr))
                 .map(|o| o.origin.server.clone())
         };
-        assert_eq!(key("10.0.0.8", Some("10.0.0.8:1")).as_deref(), Some("c"));
+        assert_eq!(key("10.0.0.8", Some("10.0.0.8:1935")).as_deref(), Some("c"));
+        // Alone at its address, an endpoint still needs its own RTMP port.
+        assert_eq!(key("10.0.0.8", Some("10.0.0.8:1936")), None);
         assert_eq!(key("10.0.0.7", Some("10.0.0.7:1935")).as_deref(), Some("a"));
         assert_eq!(key("10.0.0.7", Some("10.0.0.7:1936")).as_deref(), Some("b"));
         assert_eq!(key("10.0.0.7", Some("10.0.0.7:9999")), None);
