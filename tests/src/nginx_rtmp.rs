@@ -41,6 +41,10 @@ pub struct NginxRtmpConfig {
     pub hls_fragment: Duration,
     /// How much media the HLS playlist keeps (`hls_playlist_length`).
     pub hls_playlist_length: Duration,
+    /// Whether the applications write HLS (off saves CPU when many streams run at once).
+    pub hls: bool,
+    /// Extra directives for every application, e.g. `wait_key off;`.
+    pub app_directives: String,
 }
 
 impl Default for NginxRtmpConfig {
@@ -49,6 +53,8 @@ impl Default for NginxRtmpConfig {
             apps: vec!["live".to_owned(), "app".to_owned()],
             hls_fragment: Duration::from_secs(1),
             hls_playlist_length: Duration::from_secs(6),
+            hls: true,
+            app_directives: String::new(),
         }
     }
 }
@@ -403,6 +409,8 @@ fn render_config(
     let dir = dir.display();
     let fragment = config.hls_fragment.as_millis().max(1);
     let playlist = config.hls_playlist_length.as_millis().max(1);
+    let hls = if config.hls { "on" } else { "off" };
+    let extra = &config.app_directives;
     let mut conf = String::new();
     if let Some(module) = module {
         let _ = writeln!(conf, "load_module \"{}\";", module.display());
@@ -433,10 +441,11 @@ rtmp {{
             r#"        application {app} {{
             live on;
             record off;
-            hls on;
+            hls {hls};
             hls_path "{dir}/hls/{app}";
             hls_fragment {fragment}ms;
             hls_playlist_length {playlist}ms;
+            {extra}
         }}
 "#
         );
