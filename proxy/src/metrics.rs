@@ -59,6 +59,7 @@ pub struct Metrics {
     streams_owned: Family<OriginLabels, Gauge>,
     backend_up: Gauge,
     http_requests: Family<HttpLabels, Counter>,
+    origins_refused: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,7 +127,14 @@ impl Metrics {
             "HTTP streaming requests, by kind (live, playlist, segment, other)",
             http_requests.clone(),
         );
+        let origins_refused = Counter::default();
+        registry.register(
+            "origins_refused",
+            "Origins taken out of the registry because they refused a connection",
+            origins_refused.clone(),
+        );
         Self {
+            origins_refused,
             http_requests,
             registry,
             picks,
@@ -137,6 +145,10 @@ impl Metrics {
             streams_owned,
             backend_up,
         }
+    }
+
+    pub fn origin_refused(&self) {
+        self.origins_refused.inc();
     }
 
     pub fn http_request(&self, kind: &'static str) {
