@@ -30,6 +30,7 @@ pub enum RegistrationResult {
     restarted,
     bad_request,
     unauthorized,
+    rate_limited,
     too_large,
     backend_error,
 }

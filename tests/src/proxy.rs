@@ -20,6 +20,10 @@ pub struct ProxyProcess {
     pub system: SocketAddr,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// HTTP API (WHIP/WHEP), WebRTC media (UDP) and SRT (UDP) listeners.
+    pub api: SocketAddr,
+    pub webrtc: SocketAddr,
+    pub srt: SocketAddr,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -32,6 +36,8 @@ impl ProxyProcess {
         let log = dir.path().join("proxy.log");
         let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let (system, rtmp, http) = (port(free_port()), port(free_port()), port(free_port()));
+        let api = port(free_port());
+        let (webrtc, srt) = (port(crate::free_udp_port()), port(crate::free_udp_port()));
         let mut command = Command::new(binary);
         command
             .env_clear()
@@ -39,9 +45,9 @@ impl ProxyProcess {
             .env("PROXY_SYSTEM_API", system.to_string())
             .env("PROXY_RTMP_SERVER", rtmp.to_string())
             .env("PROXY_HTTP_SERVER", http.to_string())
-            .env("PROXY_HTTP_API", format!("127.0.0.1:{}", free_port()))
-            .env("PROXY_WEBRTC_SERVER", format!("127.0.0.1:{}", free_port()))
-            .env("PROXY_SRT_SERVER", format!("127.0.0.1:{}", free_port()))
+            .env("PROXY_HTTP_API", api.to_string())
+            .env("PROXY_WEBRTC_SERVER", webrtc.to_string())
+            .env("PROXY_SRT_SERVER", srt.to_string())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -55,6 +61,9 @@ impl ProxyProcess {
             system,
             rtmp,
             http,
+            api,
+            webrtc,
+            srt,
             log,
             _dir: dir,
         };
@@ -82,6 +91,17 @@ impl ProxyProcess {
     /// Answer of `/readyz`: its status code.
     pub fn readyz(&self) -> anyhow::Result<u16> {
         Ok(http_request(self.system, "GET", "/readyz", &[], "")?.0)
+    }
+
+    /// Resident memory of the proxy process (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc status"))
     }
 
     /// The proxy's Prometheus text.
