@@ -49,6 +49,9 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
 
+    #[command(flatten)]
+    pub http: HttpConfig,
+
     /// Directory of static files served on the HTTP streaming port.
     #[arg(long, env = "PROXY_STATIC_FILES")]
     pub static_files: Option<std::path::PathBuf>,
@@ -79,6 +82,11 @@ pub struct Config {
     /// (`Authorization: Bearer <token>` or `?token=<token>`).
     #[arg(long, env = "PROXY_REGISTER_TOKEN", hide_env_values = true)]
     pub register_token: Option<String>,
+
+    /// Registrations accepted per second from one client address, with bursts of as many
+    /// (SRS heartbeats about every 10 s); more get 429. 0 turns the limit off.
+    #[arg(long, env = "PROXY_REGISTER_RATE_LIMIT", default_value_t = 20)]
+    pub register_rate_limit: u32,
 
     /// After SIGTERM: how long existing sessions may run on while no new ones are accepted.
     #[arg(long, env = "PROXY_GRACE_QUIT_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
@@ -280,6 +288,49 @@ pub fn parse_on_off(value: &str) -> Result<bool, String> {
         "on" | "true" | "yes" | "1" => Ok(true),
         "off" | "false" | "no" | "0" | "" => Ok(false),
         other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+/// Limits of the HTTP listeners: streaming, system API (and the WebRTC API).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Every HTTP request head must arrive within this, and idle keep-alive connections close
+    /// after it (slowloris).
+    #[arg(id = "http_header_timeout", long = "http-header-timeout", env = "PROXY_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections the HTTP streaming listener serves at once; more are closed on accept.
+    #[arg(
+        id = "http_max_connections",
+        long = "http-max-connections",
+        env = "PROXY_HTTP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+    /// Connections the system API serves at once; more are closed on accept.
+    #[arg(
+        id = "system_max_connections",
+        long = "system-max-connections",
+        env = "PROXY_SYSTEM_MAX_CONNECTIONS",
+        default_value_t = 1_000
+    )]
+    pub system_max_connections: usize,
+}
+
+impl HttpConfig {
+    pub fn streaming_limits(&self) -> crate::http::server::HttpLimits {
+        crate::http::server::HttpLimits {
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+
+    pub fn system_limits(&self) -> crate::http::server::HttpLimits {
+        crate::http::server::HttpLimits {
+            header_timeout: self.header_timeout,
+            max_connections: self.system_max_connections,
+            ..Default::default()
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub enum RegistrationResult {
     restarted,
     bad_request,
     unauthorized,
+    rate_limited,
     too_large,
     backend_error,
     /// Discovery is on and has not listed the origin Service yet.
@@ -66,6 +67,7 @@ pub struct Metrics {
     backend_up: Gauge,
     http_requests: Family<HttpLabels, Counter>,
     discovery: DiscoveryMetrics,
+    origins_refused: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,9 +135,16 @@ impl Metrics {
             "HTTP streaming requests, by kind (live, playlist, segment, other)",
             http_requests.clone(),
         );
+        let origins_refused = Counter::default();
+        registry.register(
+            "origins_refused",
+            "Origins taken out of the registry because they refused a connection",
+            origins_refused.clone(),
+        );
         let discovery = DiscoveryMetrics::register(&mut registry);
         Self {
             discovery,
+            origins_refused,
             http_requests,
             registry,
             picks,
@@ -146,6 +155,10 @@ impl Metrics {
             streams_owned,
             backend_up,
         }
+    }
+
+    pub fn origin_refused(&self) {
+        self.origins_refused.inc();
     }
 
     pub fn http_request(&self, kind: &'static str) {

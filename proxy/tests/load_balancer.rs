@@ -246,7 +246,7 @@ async fn removed_origin_fails_over(make: MakeBackend) {
 async fn lease_expires_unless_renewed(make: MakeBackend) {
     let backend = make(timing(5_000, 600));
     let lb = &backend.lb;
-    lb.register(&origin("a", 1, 0.0)).await.unwrap();
+    lb.register(&origin("a", 1, 50.0)).await.unwrap();
     let kept = lb.pick(&key("kept")).await.unwrap();
     lb.pick(&key("dropped")).await.unwrap();
     for _ in 0..5 {
@@ -269,8 +269,29 @@ async fn lease_expires_unless_renewed(make: MakeBackend) {
     assert_eq!(lb.origins().await.unwrap()[0].streams_owned, 1);
     assert_eq!(lb.pick(&key("kept")).await.unwrap().kind, ClaimKind::Owned);
     assert_eq!(lb.pick(&key("dropped")).await.unwrap().kind, ClaimKind::New);
-    // An expired lease cannot be renewed back to life.
+    // A lease that ran out while nobody else took the stream is claimed back by its holder.
     sleep_ms(700).await;
+    assert!(lb.streams().await.unwrap().is_empty());
+    assert!(
+        lb.renew(&[(key("kept"), kept.owner.clone())])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = lb.pick(&key("kept")).await.unwrap();
+    assert_eq!(
+        (again.kind, again.owner),
+        (ClaimKind::Owned, kept.owner.clone())
+    );
+    // One that another pick placed elsewhere meanwhile is lost.
+    sleep_ms(700).await;
+    lb.register(&origin("a", 1, 50.0)).await.unwrap();
+    lb.register(&origin("b", 1, 0.0)).await.unwrap();
+    let moved = lb.pick(&key("kept")).await.unwrap();
+    assert_eq!(
+        (moved.kind, moved.origin.server.as_str()),
+        (ClaimKind::New, "b")
+    );
     assert_eq!(
         lb.renew(&[(key("kept"), kept.owner.clone())])
             .await

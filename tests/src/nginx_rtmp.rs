@@ -45,6 +45,10 @@ pub struct NginxRtmpConfig {
     /// The local address both listeners bind, e.g. the machine's own non-loopback address
     /// ([`crate::process::local_address`]) where loopback is refused, as in an EndpointSlice.
     pub ip: IpAddr,
+    /// Whether the applications write HLS (off saves CPU when many streams run at once).
+    pub hls: bool,
+    /// Extra directives for every application, e.g. `wait_key off;`.
+    pub app_directives: String,
 }
 
 impl Default for NginxRtmpConfig {
@@ -54,6 +58,8 @@ impl Default for NginxRtmpConfig {
             hls_fragment: Duration::from_secs(1),
             hls_playlist_length: Duration::from_secs(6),
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            hls: true,
+            app_directives: String::new(),
         }
     }
 }
@@ -424,6 +430,8 @@ fn render_config(
     let dir = dir.display();
     let fragment = config.hls_fragment.as_millis().max(1);
     let playlist = config.hls_playlist_length.as_millis().max(1);
+    let hls = if config.hls { "on" } else { "off" };
+    let extra = &config.app_directives;
     let mut conf = String::new();
     if let Some(module) = module {
         let _ = writeln!(conf, "load_module \"{}\";", module.display());
@@ -454,10 +462,11 @@ rtmp {{
             r#"        application {app} {{
             live on;
             record off;
-            hls on;
+            hls {hls};
             hls_path "{dir}/hls/{app}";
             hls_fragment {fragment}ms;
             hls_playlist_length {playlist}ms;
+            {extra}
         }}
 "#
         );

@@ -55,13 +55,9 @@ pub enum Refusal {
         service: String,
     },
     #[error(
-        "the heartbeat announces ip {announced} but comes from {}: with PROXY_REGISTER_REQUIRE_DISCOVERED=on an origin must heartbeat from the address it announces",
-        peer.map_or_else(|| "an unknown address".to_owned(), |peer| peer.to_string())
+        "the heartbeat announces ip {announced} but comes from {peer}: with PROXY_REGISTER_REQUIRE_DISCOVERED=on an origin must heartbeat from the address it announces"
     )]
-    AddressMismatch {
-        announced: IpAddr,
-        peer: Option<IpAddr>,
-    },
+    AddressMismatch { announced: IpAddr, peer: IpAddr },
     #[error(
         "server id {server:?} is the discovered origin at {address}; a heartbeat announcing {ip} cannot use it"
     )]
@@ -76,7 +72,7 @@ pub enum Refusal {
 pub fn admit(
     view: &View,
     heartbeat: Origin,
-    peer: Option<IpAddr>,
+    peer: IpAddr,
     require_discovered: bool,
 ) -> Result<Admitted, Refusal> {
     if !view.synced {
@@ -95,8 +91,8 @@ pub fn admit(
                 service: view.service.clone(),
             });
         }
-        let peer = peer.map(|peer| peer.to_canonical());
-        if peer != Some(announced) {
+        let peer = peer.to_canonical();
+        if peer != announced {
             return Err(Refusal::AddressMismatch { announced, peer });
         }
     }
@@ -160,8 +156,8 @@ mod tests {
         parse_heartbeat(body.to_string().as_bytes()).unwrap()
     }
 
-    fn ip(text: &str) -> Option<IpAddr> {
-        Some(text.parse().unwrap())
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
     }
 
     #[test]
@@ -226,7 +222,7 @@ mod tests {
             "RTMP 10.0.0.99:1935 is not an endpoint of Service live/live-origin: with PROXY_REGISTER_REQUIRE_DISCOVERED=on only the Service's endpoints may register"
         );
         // Announcing an endpoint's address from elsewhere, or from another endpoint.
-        for peer in [ip("10.0.0.99"), ip("10.0.0.8"), None] {
+        for peer in [ip("10.0.0.99"), ip("10.0.0.8")] {
             assert_eq!(
                 admit(&view, heartbeat("10.0.0.7", "vid-x"), peer, true),
                 Err(Refusal::AddressMismatch {
@@ -251,7 +247,12 @@ mod tests {
         assert_eq!(admitted.origin.server, "vid-x");
         // But not under a discovered origin's name.
         assert!(matches!(
-            admit(&view, heartbeat("10.0.0.99", "live-origin-2"), None, false),
+            admit(
+                &view,
+                heartbeat("10.0.0.99", "live-origin-2"),
+                ip("10.0.0.99"),
+                false
+            ),
             Err(Refusal::NameTaken { .. })
         ));
     }

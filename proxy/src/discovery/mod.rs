@@ -180,7 +180,7 @@ impl Discovery {
 
     /// What to store for a heartbeat from TCP peer `peer` (see [`admission`]); with discovery
     /// off, the heartbeat as it is.
-    pub fn admit(&self, heartbeat: Origin, peer: Option<IpAddr>) -> Result<Admitted, Refusal> {
+    pub fn admit(&self, heartbeat: Origin, peer: IpAddr) -> Result<Admitted, Refusal> {
         if !self.enabled() {
             return Ok(Admitted {
                 origin: heartbeat,

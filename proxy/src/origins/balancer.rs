@@ -10,6 +10,10 @@
 //!   than half of it is left; holders renew it anyway). Otherwise the
 //!   live, non-draining origins are ranked by fewest owned streams, then lowest load figure;
 //!   equal ranks are broken at random; the winner is claimed in one atomic step.
+//! - Renewing extends a lease its holder still has; a stream nobody holds any more (its lease
+//!   ran out, or Redis restarted empty) is claimed back for the holder's owner if that owner is
+//!   registered in the same incarnation, because the holder's sessions still relay there. A
+//!   stream another owner took meanwhile is reported lost.
 //! - A heartbeat with a new incarnation for a known `server` drops every stream it owned.
 //! - Discovery states the origins it sees with [`LoadBalancer::refresh_discovered`]: any
 //!   number of replicas may state the same origin. While the registry holds that `server` in
@@ -181,8 +185,9 @@ pub trait LoadBalancer: Send + Sync + 'static {
     /// Returns the stream's live owner, or claims one atomically (see the module rules).
     async fn pick(&self, stream: &StreamKey) -> Result<Claim, PickError>;
 
-    /// Extends the leases still held by `owner`; returns the streams whose lease was lost
-    /// (expired or moved to another origin meanwhile).
+    /// Extends the leases still held by `owner` (claiming back streams nobody holds); returns
+    /// the streams whose lease was lost (moved to another origin, or the owner restarted or
+    /// left the registry).
     async fn renew(
         &self,
         leases: &[(StreamKey, OwnerToken)],

@@ -329,21 +329,32 @@ impl LoadBalancer for MemoryBalancer {
         let mut state = self.state();
         let mut lost = Vec::new();
         for (stream, owner) in leases {
-            let current = state.current_owner(owner.server());
+            let registered = state.current_owner(owner.server()).as_ref() == Some(owner);
             let old_expiry = match state.streams.get_mut(stream) {
-                Some(entry)
-                    if entry.owner == *owner
-                        && entry.expires_ms > now
-                        && current.as_ref() == Some(owner) =>
-                {
-                    std::mem::replace(&mut entry.expires_ms, expires_ms)
+                Some(entry) if registered && entry.owner == *owner && entry.expires_ms > now => {
+                    Some(std::mem::replace(&mut entry.expires_ms, expires_ms))
+                }
+                // Nobody holds the stream any more: claimed back, see the balancer rules.
+                Some(entry) if registered && entry.expires_ms <= now => {
+                    entry.owner = owner.clone();
+                    Some(std::mem::replace(&mut entry.expires_ms, expires_ms))
+                }
+                None if registered => {
+                    state.streams.insert(
+                        stream.clone(),
+                        StreamEntry {
+                            owner: owner.clone(),
+                            expires_ms,
+                        },
+                    );
+                    None
                 }
                 _ => {
                     lost.push(stream.clone());
                     continue;
                 }
             };
-            state.set_owned(owner.server(), stream, Some(old_expiry), expires_ms);
+            state.set_owned(owner.server(), stream, old_expiry, expires_ms);
         }
         Ok(lost)
     }
