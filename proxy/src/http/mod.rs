@@ -12,7 +12,7 @@
 
 mod forward;
 pub mod playlist;
-mod request;
+pub mod request;
 pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
