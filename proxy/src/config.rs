@@ -62,6 +62,9 @@ pub struct Config {
     #[command(flatten)]
     pub rtmp: RtmpConfig,
 
+    #[command(flatten)]
+    pub discovery: DiscoveryConfig,
+
     /// An origin that has not heartbeated for this long is out of rotation.
     #[arg(long, env = "PROXY_ORIGIN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub origin_ttl: Duration,
@@ -203,6 +206,39 @@ pub struct DefaultBackendConfig {
     pub rtc: Option<String>,
     #[arg(long = "default-backend-srt", env = "PROXY_DEFAULT_BACKEND_SRT")]
     pub srt: Option<String>,
+}
+
+/// Kubernetes discovery of origins from the EndpointSlices of their headless Service.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DiscoveryConfig {
+    /// Discover origins from the EndpointSlices of a Kubernetes Service (`on`/`off`): each
+    /// ready endpoint is an origin, one not ready or terminating is draining, a removed one is
+    /// gone. Uses the in-cluster service account, or KUBECONFIG outside a cluster; needs
+    /// get/list/watch on endpointslices (discovery.k8s.io) in the Service's namespace.
+    #[arg(id = "k8s_discovery", long = "k8s-discovery", env = "PROXY_K8S_DISCOVERY", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub enabled: bool,
+    /// The origins' headless Service; its ports must be named rtmp (required), http, api,
+    /// rtc, srt.
+    #[arg(
+        id = "k8s_origin_service",
+        long = "k8s-origin-service",
+        env = "PROXY_K8S_ORIGIN_SERVICE"
+    )]
+    pub origin_service: Option<String>,
+    /// Namespace of that Service. Default: the proxy pod's own (the service account's
+    /// namespace), or the KUBECONFIG context's.
+    #[arg(
+        id = "k8s_namespace",
+        long = "k8s-namespace",
+        env = "PROXY_K8S_NAMESPACE"
+    )]
+    pub namespace: Option<String>,
+    /// With discovery on: refuse registrations (403) unless they come from an endpoint of
+    /// the Service and announce that same address as `ip`, so nobody else can register an
+    /// origin and take streams. Leave off where heartbeats reach the proxy through source NAT
+    /// or a service mesh that hides the origin's address.
+    #[arg(id = "register_require_discovered", long = "register-require-discovered", env = "PROXY_REGISTER_REQUIRE_DISCOVERED", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub require_discovered: bool,
 }
 
 /// Bounds of the SRT relay.
@@ -397,6 +433,7 @@ mod tests {
         assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
         assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
         assert!(!config.default_backend.enabled);
+        assert!(!config.discovery.enabled && !config.discovery.require_discovered);
         let srt = SrtLimits::default();
         assert_eq!(config.srt.max_sessions, srt.max_sessions);
         assert_eq!(config.srt.idle_timeout, srt.idle_timeout);
@@ -432,6 +469,26 @@ mod tests {
         );
         redis.url = Some("rediss://example:6379".into());
         assert_eq!(redis.connection_url(), "rediss://example:6379");
+    }
+
+    #[test]
+    fn discovery_flags_take_on_off() {
+        let config = Config::try_parse_from([
+            "originstack-proxy",
+            "--k8s-discovery",
+            "on",
+            "--k8s-origin-service",
+            "live-origin",
+            "--register-require-discovered",
+            "on",
+        ])
+        .unwrap();
+        assert!(config.discovery.enabled && config.discovery.require_discovered);
+        assert_eq!(
+            config.discovery.origin_service.as_deref(),
+            Some("live-origin")
+        );
+        assert_eq!(config.discovery.namespace, None);
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub use ffmpeg::{
     probe_with_options, srt_caller_url,
 };
 pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
-pub use process::{ChildGuard, free_port, free_udp_port, wait_for_tcp};
+pub use process::{ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp};
 pub use proxy::{Heartbeat, ProxyProcess, http_request};

@@ -129,6 +129,9 @@ async fn readyz(State(proxy): State<Proxy>) -> Response {
     if proxy.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
+    if let Err(err) = proxy.discovery.check_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response();
+    }
     match proxy.origins.check_ready().await {
         Ok(()) => "ok".into_response(),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::error;
 use crate::{
     Proxy,
+    discovery::Refusal,
     metrics::RegistrationResult,
     origins::{BackendError, Registered, parse_heartbeat},
 };
@@ -128,8 +129,37 @@ pub(super) async fn register(
         }
     };
 
+    // With discovery on, a heartbeat may describe a discovered origin (stored under its
+    // identity) or be refused; see `crate::discovery::admission` for which address counts.
+    let peer = client.ip();
+    let heartbeat_server = origin.server.clone();
+    let admitted = match proxy.discovery.admit(origin, peer) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let (status, result) = match &refusal {
+                Refusal::NotSynced { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    RegistrationResult::discovery_not_synced,
+                ),
+                Refusal::NotDiscovered { .. } | Refusal::AddressMismatch { .. } => {
+                    (StatusCode::FORBIDDEN, RegistrationResult::not_discovered)
+                }
+                Refusal::NameTaken { .. } => (StatusCode::CONFLICT, RegistrationResult::name_taken),
+            };
+            metrics.record_registration(result);
+            tracing::info!(server = %heartbeat_server, peer = %peer, reason = %refusal, "registration refused");
+            return error(status, refusal);
+        }
+    };
+    let origin = admitted.origin;
+
     match proxy.origins.register(&origin).await {
         Ok(outcome) => {
+            // The endpoint may have left while this heartbeat was on its way: do not let it
+            // bring back an origin discovery removed.
+            if admitted.discovered && !proxy.discovery.is_discovered(&origin.server) {
+                let _ = proxy.origins.remove_origin(&origin.server).await;
+            }
             metrics.record_registration(match outcome {
                 Registered::New => RegistrationResult::new,
                 Registered::Refreshed => RegistrationResult::refreshed,

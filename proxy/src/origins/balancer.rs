@@ -15,6 +15,11 @@
 //!   registered in the same incarnation, because the holder's sessions still relay there. A
 //!   stream another owner took meanwhile is reported lost.
 //! - A heartbeat with a new incarnation for a known `server` drops every stream it owned.
+//! - Discovery states the origins it sees with [`LoadBalancer::refresh_discovered`]: any
+//!   number of replicas may state the same origin. While the registry holds that `server` in
+//!   the same incarnation at the same addresses, a refresh only extends liveness and sets the
+//!   draining flag, so the load figures a heartbeat stored are kept; otherwise it stores the
+//!   origin as a heartbeat would.
 //! - Origins silent for `forget_after` leave the registry; at most [`MAX_ORIGINS`] are kept.
 
 use std::time::Duration;
@@ -160,6 +165,14 @@ pub enum PickError {
 pub trait LoadBalancer: Send + Sync + 'static {
     /// Stores a heartbeat (the backend stamps `last_heartbeat_ms` with its own clock).
     async fn register(&self, origin: &Origin) -> Result<Registered, BackendError>;
+
+    /// Discovery's word that it sees `origin` (and whether it is draining); see the module rules.
+    /// Idempotent: several replicas refreshing the same origin leave it as one refresh does.
+    async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError>;
 
     /// Forgets an origin and its streams (discovery saw it go). Returns whether it was known.
     async fn remove_origin(&self, server: &str) -> Result<bool, BackendError>;

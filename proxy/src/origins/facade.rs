@@ -213,6 +213,21 @@ impl Origins {
         Ok(outcome)
     }
 
+    /// For discovery: states an origin it sees, alive and draining or not, keeping the load
+    /// figures heartbeats add (see [`LoadBalancer::refresh_discovered`]).
+    pub async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError> {
+        let outcome = self.backend.refresh_discovered(origin, draining).await?;
+        if outcome == Registered::New {
+            // As for a heartbeat: claim back what sessions still relay to it (Redis restarted).
+            self.leases.renew_now.notify_one();
+        }
+        Ok(outcome)
+    }
+
     /// For discovery: the origin is gone; its streams move on their next pick.
     pub async fn remove_origin(&self, server: &str) -> Result<bool, BackendError> {
         self.backend.remove_origin(server).await
