@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run demo deps test test-unit test-integration test-e2e lint fmt build release release-binaries generate k8s-assets-path clean
+.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke lint fmt build release release-binaries generate k8s-assets-path clean
 
 ## run: build and start the proxy with the in-memory load balancer on the default ports
 run:
@@ -31,10 +31,11 @@ deps:
 	./scripts/deps.sh
 
 ## test: install dependencies, then run every tier (unit, integration with real peers, end-to-end)
+## and a short pass of every fuzz target
 test: deps
 	$(CARGO) build --workspace --all-targets
 	$(MAKE) --no-print-directory release-binaries
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e fuzz-smoke
 
 ## test-unit: pure tests inside the crates (no peers)
 test-unit:
@@ -47,6 +48,15 @@ test-integration:
 ## test-e2e: end-to-end tests across both binaries with real media peers
 test-e2e:
 	$(CARGO) test -p originstack-e2e --test '*'
+
+## fuzz: every cargo-fuzz target of the proxy's parsers for FUZZ_SECONDS each (default 600)
+FUZZ_SECONDS ?= 600
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## fuzz-smoke: every fuzz target for 10 s (part of make test)
+fuzz-smoke:
+	./scripts/fuzz.sh 10
 
 ## lint: formatting and clippy with warnings as errors
 lint:

@@ -137,25 +137,20 @@ fn fields(schema: &Value, prefix: &str, required: &[&str], rows: &mut Vec<String
         if kubernetes.is_some() {
             continue;
         }
-        let required_of = |schema: &Value| -> Vec<String> {
-            schema["required"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        if field["type"] == "object" {
-            let inner = required_of(field);
-            let inner: Vec<&str> = inner.iter().map(String::as_str).collect();
-            fields(field, &path, &inner, rows);
+        let (inner, inner_path) = if field["type"] == "object" {
+            (field, path.clone())
         } else if field["type"] == "array" && field["items"]["type"] == "object" {
-            let inner = required_of(&field["items"]);
-            let inner: Vec<&str> = inner.iter().map(String::as_str).collect();
-            fields(&field["items"], &format!("{path}[]"), &inner, rows);
-        }
+            (&field["items"], format!("{path}[]"))
+        } else {
+            continue;
+        };
+        let required: Vec<&str> = inner["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        fields(inner, &inner_path, &required, rows);
     }
 }
 
@@ -189,62 +184,61 @@ fn rules(schema: &Value, path: &str, rows: &mut Vec<String>) {
     }
 }
 
+/// Checks section `name` of docs/crd.md: a table with `headers` and `rows`.
+fn check_table(name: &str, headers: &[&str], rows: &[String]) {
+    let mut table = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
+    for row in rows {
+        table.push_str(row);
+        table.push('\n');
+    }
+    check_section(&doc_path("crd.md"), name, &table);
+}
+
 #[test]
 fn the_crd_reference_is_generated_from_the_schema() {
     let crd = serde_json::to_value(OriginCluster::crd()).unwrap();
     let version = &crd["spec"]["versions"][0];
     let schema = &version["schema"]["openAPIV3Schema"];
-    let mut rows = vec![
-        "| field | type | default | constraints | meaning |".to_string(),
-        "|---|---|---|---|---|".to_string(),
-    ];
+    let mut rows = Vec::new();
     fields(schema, "", &[], &mut rows);
-    check_section(
-        &doc_path("crd.md"),
-        "origincluster-fields",
-        &rows.join("\n"),
-    );
+    let headers = ["field", "type", "default", "constraints", "meaning"];
+    check_table("origincluster-fields", &headers, &rows);
 
-    let mut rules_rows = vec![
-        "| where | message | rule (CEL) |".to_string(),
-        "|---|---|---|".to_string(),
-    ];
-    rules(schema, "", &mut rules_rows);
-    check_section(
-        &doc_path("crd.md"),
+    let mut rows = Vec::new();
+    rules(schema, "", &mut rows);
+    check_table(
         "origincluster-rules",
-        &rules_rows.join("\n"),
+        &["where", "message", "rule (CEL)"],
+        &rows,
     );
 
-    let mut columns = vec![
-        "| column | shows | only with `-o wide` |".to_string(),
-        "|---|---|---|".to_string(),
-    ];
-    for column in version["additionalPrinterColumns"]
+    let columns: Vec<String> = version["additionalPrinterColumns"]
         .as_array()
         .into_iter()
         .flatten()
-    {
-        columns.push(format!(
-            "| {} | `{}` {} | {} |",
-            column["name"].as_str().unwrap_or(""),
-            column["jsonPath"].as_str().unwrap_or(""),
-            column["description"]
-                .as_str()
-                .map(|d| format!("({})", cell(d)))
-                .unwrap_or_default(),
-            if column["priority"].as_i64().unwrap_or(0) > 0 {
-                "yes"
-            } else {
-                ""
-            },
-        ));
-    }
-    check_section(
-        &doc_path("crd.md"),
-        "origincluster-columns",
-        &columns.join("\n"),
-    );
+        .map(|column| {
+            format!(
+                "| {} | `{}` {} | {} |",
+                column["name"].as_str().unwrap_or(""),
+                column["jsonPath"].as_str().unwrap_or(""),
+                column["description"]
+                    .as_str()
+                    .map(|d| format!("({})", cell(d)))
+                    .unwrap_or_default(),
+                if column["priority"].as_i64().unwrap_or(0) > 0 {
+                    "yes"
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect();
+    let headers = ["column", "shows", "only with `-o wide`"];
+    check_table("origincluster-columns", &headers, &columns);
 }
 
 #[test]

@@ -168,7 +168,9 @@ fn assert_same<T: Ord + std::fmt::Debug>(what: &str, expected: &BTreeSet<T>, act
 #[test]
 fn the_chart_grants_exactly_what_the_operator_uses() {
     let helm = Helm::find().unwrap();
-    let cases: [(&str, Vec<(&str, String)>, Option<&str>); 3] = [
+    // (case, --set values, the watched namespace they mean)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Option<&'a str>);
+    let cases: [Case; 3] = [
         ("all namespaces", vec![], None),
         (
             "one namespace",

@@ -76,12 +76,14 @@ fn the_settings_reference_is_generated_from_the_code() {
 #[test]
 fn the_metrics_reference_matches_a_real_scrape() {
     let proxy = ProxyProcess::start(env!("CARGO_BIN_EXE_originstack-proxy"), &[]).unwrap();
-    // An origin whose HTTP port answers nothing: the pick happens, the relay fails.
-    proxy
-        .register("docs-origin", free_port(), free_port())
-        .unwrap();
+    // An origin whose ports refuse connections: the pick happens, the relay fails (and the
+    // origin leaves the registry).
+    let (rtmp, http) = (free_port(), free_port());
+    proxy.register("docs-origin", rtmp, http).unwrap();
     let (status, _) = http_request(proxy.http, "GET", "/live/docs.flv", &[], "").unwrap();
-    assert_eq!(status, 502, "{}", proxy.log());
+    assert!(matches!(status, 502 | 503), "{status}\n{}", proxy.log());
+    // Its next heartbeat brings it back: the per-origin gauges have a sample again.
+    proxy.register("docs-origin", rtmp, http).unwrap();
     let scrape = proxy.metrics().unwrap();
     let families = metric_families(&scrape);
     assert!(
@@ -93,4 +95,34 @@ fn the_metrics_reference_matches_a_real_scrape() {
         "proxy-metrics",
         &metrics_table(&families),
     );
+}
+
+/// Variants of `pub enum <name>` in a Rust source (one per line, as rustfmt writes them).
+fn enum_variants(source: &str, name: &str) -> Vec<String> {
+    let start = source
+        .find(&format!("pub enum {name} {{"))
+        .unwrap_or_else(|| panic!("no enum {name}"));
+    let body = &source[start..];
+    let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+    body.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("//") && !line.starts_with('#'))
+        .map(|line| line.trim_end_matches(',').to_string())
+        .collect()
+}
+
+#[test]
+fn the_metrics_reference_names_every_label_value() {
+    let source = include_str!("../src/metrics.rs");
+    let doc = std::fs::read_to_string(doc_path("metrics.md")).unwrap();
+    for name in ["PickResult", "RegistrationResult"] {
+        let variants = enum_variants(source, name);
+        assert!(!variants.is_empty(), "{name}");
+        for variant in variants {
+            assert!(
+                doc.contains(&format!("`{variant}`")),
+                "docs/metrics.md does not name the {name} label value `{variant}`"
+            );
+        }
+    }
 }

@@ -254,9 +254,17 @@ impl ControlPlane {
 
     /// A kubeconfig authenticating with `token` (the admin's by default: see [`Self::kubeconfig_path`]).
     pub fn kubeconfig_yaml(&self, token: &str) -> String {
+        self.kubeconfig_yaml_in(token, None)
+    }
+
+    /// A kubeconfig whose context's default namespace is `namespace`.
+    fn kubeconfig_yaml_in(&self, token: &str, namespace: Option<&str>) -> String {
+        let namespace = namespace
+            .map(|namespace| format!("    namespace: {namespace}\n"))
+            .unwrap_or_default();
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
-             users:\n- name: user\n  user:\n    token: \"{token}\"\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n\
+             users:\n- name: user\n  user:\n    token: \"{token}\"\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n{namespace}\
              current-context: test\n",
             server = self.url(),
             ca = self.dir.join("certs/apiserver.crt").display(),
@@ -315,8 +323,9 @@ impl ControlPlane {
         self.client_with_token(&token).await
     }
 
-    /// A kubeconfig file for ServiceAccount `namespace/name` (created if missing), e.g. for
-    /// `KUBECONFIG` of a child process that must have only that account's rights.
+    /// A kubeconfig file for ServiceAccount `namespace/name` (created if missing) whose
+    /// default namespace is the account's, as a pod running under it sees the cluster: for
+    /// `KUBECONFIG` of a child process that should have that account's rights only.
     pub async fn service_account_kubeconfig(
         &self,
         namespace: &str,
@@ -324,7 +333,7 @@ impl ControlPlane {
     ) -> anyhow::Result<PathBuf> {
         let token = self.service_account_token(namespace, name).await?;
         let path = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
-        fs::write(&path, self.kubeconfig_yaml(&token))?;
+        fs::write(&path, self.kubeconfig_yaml_in(&token, Some(namespace)))?;
         Ok(path)
     }
 
@@ -348,7 +357,7 @@ impl ControlPlane {
             .collect())
     }
 
-    /// A bound token of ServiceAccount `namespace/name` (created if missing), valid for an hour.
+    /// A token of ServiceAccount `namespace/name` (created if missing), valid for an hour.
     pub async fn service_account_token(
         &self,
         namespace: &str,

@@ -26,9 +26,9 @@ pub mod proxy;
 pub mod redis;
 
 pub use ffmpeg::{
-    Container, Expect, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
+    Container, Expect, Player, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
     probe_with_options, srt_caller_url,
 };
 pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
-pub use process::{ChildGuard, free_port, free_udp_port, wait_for_tcp};
-pub use proxy::{ProxyProcess, http_request};
+pub use process::{ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp};
+pub use proxy::{Heartbeat, ProxyProcess, http_request};

@@ -22,31 +22,29 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
-fn anchors(markdown: &str) -> Vec<String> {
+/// The lines of a Markdown text outside fenced code blocks.
+fn prose(markdown: &str) -> impl Iterator<Item = &str> {
     let mut in_code = false;
-    let mut out = Vec::new();
-    for line in markdown.lines() {
+    markdown.lines().filter(move |line| {
         if line.starts_with("```") {
             in_code = !in_code;
-        } else if !in_code && let Some(heading) = line.strip_prefix('#') {
-            out.push(slug(heading.trim_start_matches('#')));
+            return false;
         }
-    }
-    out
+        !in_code
+    })
+}
+
+fn anchors(markdown: &str) -> Vec<String> {
+    prose(markdown)
+        .filter_map(|line| line.strip_prefix('#'))
+        .map(|heading| slug(heading.trim_start_matches('#')))
+        .collect()
 }
 
 /// `(target)` of every `[text](target)` outside code blocks.
 fn links(markdown: &str) -> Vec<String> {
-    let mut in_code = false;
     let mut out = Vec::new();
-    for line in markdown.lines() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
+    for line in prose(markdown) {
         let mut rest = line;
         while let Some(at) = rest.find("](") {
             rest = &rest[at + 2..];

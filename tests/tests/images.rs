@@ -114,26 +114,27 @@ fn check_image(crate_dir: &str, package: &str, binary: &str) {
         .rposition(|(k, _)| k == "FROM")
         .map(|at| &steps[at..])
         .unwrap();
-    let copy = runtime
-        .iter()
-        .find(|(k, _)| k == "COPY")
-        .map(|(_, rest)| rest.as_str());
+    let first = |keyword: &str| {
+        runtime
+            .iter()
+            .find(|(k, _)| k == keyword)
+            .map(|(_, rest)| rest.clone())
+    };
     assert_eq!(
-        copy,
-        Some(format!("--from=build /out/{binary} /usr/local/bin/{binary}").as_str())
+        first("COPY"),
+        Some(format!(
+            "--from=build /out/{binary} /usr/local/bin/{binary}"
+        ))
     );
-    let user = runtime
-        .iter()
-        .find(|(k, _)| k == "USER")
-        .map(|(_, r)| r.as_str());
-    assert_eq!(user, Some("65532:65532"), "{}", dockerfile.display());
-    let entrypoint = runtime
-        .iter()
-        .find(|(k, _)| k == "ENTRYPOINT")
-        .map(|(_, r)| r.as_str());
     assert_eq!(
-        entrypoint,
-        Some(format!("[\"/usr/local/bin/{binary}\"]").as_str())
+        first("USER").as_deref(),
+        Some("65532:65532"),
+        "{}",
+        dockerfile.display()
+    );
+    assert_eq!(
+        first("ENTRYPOINT"),
+        Some(format!("[\"/usr/local/bin/{binary}\"]"))
     );
 }
 
