@@ -116,8 +116,10 @@ pub struct RedisConfig {
         default_value = "127.0.0.1"
     )]
     pub host: String,
+    /// Redis port (ignored when PROXY_REDIS_URL is set).
     #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
+    /// Redis password (ignored when PROXY_REDIS_URL is set).
     #[arg(
         long = "redis-password",
         env = "PROXY_REDIS_PASSWORD",
@@ -125,6 +127,7 @@ pub struct RedisConfig {
         hide_env_values = true
     )]
     pub password: String,
+    /// Redis database number (ignored when PROXY_REDIS_URL is set).
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
     /// Full Redis URL (redis://, rediss://); wins over the host/port/password/db variables.
@@ -184,26 +187,33 @@ fn percent_encode(raw: &str) -> String {
 /// A fixed origin for trying the proxy out without heartbeats (as upstream).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DefaultBackendConfig {
+    /// Route every stream to the fixed origin below, which needs no heartbeat (`on`/`off`).
     #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
     pub enabled: bool,
+    /// The fixed origin's IP address.
     #[arg(
         long = "default-backend-ip",
         env = "PROXY_DEFAULT_BACKEND_IP",
         default_value = "127.0.0.1"
     )]
     pub ip: String,
+    /// The fixed origin's RTMP port (or endpoint, as in a heartbeat).
     #[arg(
         long = "default-backend-rtmp",
         env = "PROXY_DEFAULT_BACKEND_RTMP",
         default_value = "19350"
     )]
     pub rtmp: String,
+    /// The fixed origin's HTTP streaming port (HTTP-FLV, HTTP-TS, HLS).
     #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
     pub http: Option<String>,
+    /// The fixed origin's HTTP API port (WHIP/WHEP).
     #[arg(long = "default-backend-api", env = "PROXY_DEFAULT_BACKEND_API")]
     pub api: Option<String>,
+    /// The fixed origin's WebRTC media endpoint (UDP).
     #[arg(long = "default-backend-rtc", env = "PROXY_DEFAULT_BACKEND_RTC")]
     pub rtc: Option<String>,
+    /// The fixed origin's SRT endpoint (UDP).
     #[arg(long = "default-backend-srt", env = "PROXY_DEFAULT_BACKEND_SRT")]
     pub srt: Option<String>,
 }
