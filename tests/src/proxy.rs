@@ -16,6 +16,10 @@ pub struct ProxyProcess {
     pub system: SocketAddr,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// HTTP API (WHIP/WHEP, SRS RTC API).
+    pub api: SocketAddr,
+    /// WebRTC media (UDP).
+    pub webrtc: SocketAddr,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -28,6 +32,7 @@ impl ProxyProcess {
         let log = dir.path().join("proxy.log");
         let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let (system, rtmp, http) = (port(free_port()), port(free_port()), port(free_port()));
+        let (api, webrtc) = (port(free_port()), port(free_port()));
         let mut command = Command::new(binary);
         command
             .env_clear()
@@ -35,8 +40,8 @@ impl ProxyProcess {
             .env("PROXY_SYSTEM_API", system.to_string())
             .env("PROXY_RTMP_SERVER", rtmp.to_string())
             .env("PROXY_HTTP_SERVER", http.to_string())
-            .env("PROXY_HTTP_API", format!("127.0.0.1:{}", free_port()))
-            .env("PROXY_WEBRTC_SERVER", format!("127.0.0.1:{}", free_port()))
+            .env("PROXY_HTTP_API", api.to_string())
+            .env("PROXY_WEBRTC_SERVER", webrtc.to_string())
             .env("PROXY_SRT_SERVER", format!("127.0.0.1:{}", free_port()))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -51,10 +56,12 @@ impl ProxyProcess {
             system,
             rtmp,
             http,
+            api,
+            webrtc,
             log,
             _dir: dir,
         };
-        for addr in [system, rtmp, http] {
+        for addr in [system, rtmp, http, api] {
             wait_for_tcp(addr, Duration::from_secs(20))
                 .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", proxy.log()))?;
         }
@@ -77,6 +84,22 @@ impl ProxyProcess {
             "/api/v1/srs/register",
             &[],
             &body.to_string(),
+        )?;
+        anyhow::ensure!(
+            status == 200 && text.contains("\"code\":0"),
+            "register answered {status}: {text}"
+        );
+        Ok(())
+    }
+
+    /// Registers an origin from a full heartbeat body (e.g. one with `api` and `rtc`).
+    pub fn register_heartbeat(&self, heartbeat: &serde_json::Value) -> anyhow::Result<()> {
+        let (status, text) = http_request(
+            self.system,
+            "POST",
+            "/api/v1/srs/register",
+            &[],
+            &heartbeat.to_string(),
         )?;
         anyhow::ensure!(
             status == 200 && text.contains("\"code\":0"),

@@ -10,9 +10,9 @@
 //! - Requests carrying `spbhid` (segments, init sections, variant playlists) go to the origin
 //!   recorded in that session.
 
-mod forward;
+pub(crate) mod forward;
 pub mod playlist;
-mod request;
+pub(crate) mod request;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 

@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
     time::{Duration, Instant},
 };
@@ -24,11 +24,10 @@ use super::{
         Handshake, HandshakeType, RejectReason, SRT_MAGIC, UDT_DGRAM, VERSION_4, VERSION_5,
         peer_ip_words,
     },
-    listener::LogLimiter,
     packet::{ControlType, Header, MAX_DATAGRAM, set_destination, shutdown_packet},
     streamid::StreamId,
 };
-use crate::config::SrtLimits;
+use crate::{config::SrtLimits, telemetry::LogLimiter};
 
 /// How often a handshake packet is repeated until answered (libsrt repeats every 250 ms).
 const HANDSHAKE_RESEND: Duration = Duration::from_millis(250);
@@ -209,7 +208,7 @@ async fn connect_origin(shared: &Shared, setup: &mut SessionSetup) -> Result<Ori
         .await
         .map_err(|_| SessionError::ResolveTimeout(timeout))??;
     let origin = resolved.addr;
-    let backend = bind_backend(origin)
+    let backend = crate::udp::bind_connected(origin)
         .await
         .map_err(|source| SessionError::Bind { origin, source })?;
 
@@ -324,18 +323,6 @@ async fn send_to_client(
     if let Err(err) = shared.socket.send_to(&packet, setup.client).await {
         tracing::debug!(error = %err, "SRT conclusion answer not sent");
     }
-}
-
-/// A UDP socket of this session only, connected to the origin: the kernel then drops
-/// datagrams from anyone else and reports ICMP unreachable as errors.
-async fn bind_backend(origin: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = match origin {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(origin).await?;
-    Ok(socket)
 }
 
 fn classify_send_error(err: io::Error, origin: SocketAddr) -> SessionError {
