@@ -15,8 +15,12 @@
 use std::{
     net::{SocketAddr, UdpSocket},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use support::{ping_pong, throughput};
+
+mod support;
 
 use originstack_proxy::{
     Proxy,
@@ -73,64 +77,6 @@ fn sequence_of(buf: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(buf.get(2..6)?.try_into().ok()?))
 }
 
-struct Latency {
-    median: Duration,
-    p99: Duration,
-}
-
-fn ping_pong(socket: &UdpSocket) -> Latency {
-    let mut buf = [0u8; 2048];
-    let mut rtts = Vec::with_capacity(PING_PONGS);
-    for sequence in 0..PING_PONGS as u32 {
-        let packet = datagram(sequence);
-        let sent = Instant::now();
-        socket.send(&packet).unwrap();
-        loop {
-            let len = socket.recv(&mut buf).expect("echo within 5 s");
-            if sequence_of(&buf[..len]) == Some(sequence) {
-                break;
-            }
-        }
-        rtts.push(sent.elapsed());
-    }
-    rtts.sort();
-    Latency {
-        median: rtts[rtts.len() / 2],
-        p99: rtts[rtts.len() * 99 / 100],
-    }
-}
-
-/// Echoed datagrams per second with `WINDOW` in flight; a lost one frees its slot after 50 ms.
-fn throughput(socket: &UdpSocket) -> (f64, u64) {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let (mut sequence, mut in_flight, mut echoed, mut lost) = (0u32, 0usize, 0u64, 0u64);
-    let started = Instant::now();
-    while started.elapsed() < THROUGHPUT_FOR {
-        while in_flight < WINDOW {
-            socket.send(&datagram(sequence)).unwrap();
-            sequence = sequence.wrapping_add(1);
-            in_flight += 1;
-        }
-        match socket.recv(&mut buf) {
-            Ok(_) => {
-                echoed += 1;
-                in_flight -= 1;
-            }
-            Err(_) => {
-                lost += in_flight as u64;
-                in_flight = 0;
-            }
-        }
-    }
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    (echoed as f64 / started.elapsed().as_secs_f64(), lost)
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -179,13 +125,15 @@ fn main() {
     let direct = connect(origin, false);
     let proxied = connect(proxy_addr, true);
     // Warm up both paths (allocator, caches, task wake-ups).
-    ping_pong(&direct);
-    ping_pong(&proxied);
+    let is_echo = |buf: &[u8], sequence| sequence_of(buf) == Some(sequence);
+    let round_trips = |socket| ping_pong(socket, PING_PONGS, datagram, is_echo);
+    round_trips(&direct);
+    round_trips(&proxied);
 
-    let direct_latency = ping_pong(&direct);
-    let proxied_latency = ping_pong(&proxied);
-    let (direct_rate, direct_lost) = throughput(&direct);
-    let (proxied_rate, proxied_lost) = throughput(&proxied);
+    let direct_latency = round_trips(&direct);
+    let proxied_latency = round_trips(&proxied);
+    let (direct_rate, direct_lost) = throughput(&direct, WINDOW, THROUGHPUT_FOR, datagram);
+    let (proxied_rate, proxied_lost) = throughput(&proxied, WINDOW, THROUGHPUT_FOR, datagram);
 
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     println!(

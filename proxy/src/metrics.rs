@@ -89,6 +89,7 @@ pub enum WebRtcOffer {
     no_origin,
     origin_error,
     backend_error,
+    overloaded,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

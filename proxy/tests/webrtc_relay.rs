@@ -188,7 +188,8 @@ fn srs_json_rtc_api_publish_and_play() {
 }
 
 /// Two proxies on one Redis: the offer goes through A, media through B (as a load balancer
-/// may route the UDP flow), DELETE through B ends the session on the origin and on B.
+/// may route the UDP flow); PATCH through B and DELETE through A reach the origin, and B ends
+/// the session it relays when it sees the DELETE's tombstone in Redis.
 #[test]
 fn signalling_through_one_replica_media_and_delete_through_another() {
     let redis = RedisServer::start().unwrap();
@@ -231,8 +232,17 @@ fn signalling_through_one_replica_media_and_delete_through_another() {
     assert_eq!(metric(&b, "originstack_proxy_webrtc_sessions_active"), 1.0);
     assert_eq!(metric(&a, "originstack_proxy_webrtc_sessions_total"), 0.0);
 
-    // DELETE on A's Location, sent to B: routed to the origin through Redis.
+    // A trickle PATCH on A's Location, sent to B, reaches the origin as the client wrote it.
     let location = publisher.location.clone().unwrap();
+    let fragment = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 1 192.0.2.1 9999 typ host\r\n";
+    let response = ureq::patch(&format!("http://{}{location}", b.api))
+        .header("Content-Type", "application/trickle-ice-sdpfrag")
+        .send(fragment)
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(origin.patches(), vec![fragment.to_owned()]);
+
+    // DELETE on A's Location, sent to B: routed to the origin through Redis.
     let response = ureq::delete(&format!("http://{}{location}", b.api))
         .call()
         .unwrap();
@@ -249,8 +259,8 @@ fn signalling_through_one_replica_media_and_delete_through_another() {
         &logs,
     );
     assert!(b.log().contains("\"deleted\""), "{}", b.log());
-    // The resource is gone: a second DELETE finds nothing.
-    let again = ureq::delete(&format!("http://{}{location}", a.api)).call();
+    // The resource is gone for every replica: a second DELETE finds nothing.
+    let again = ureq::delete(&format!("http://{}{location}", b.api)).call();
     assert!(
         matches!(again, Err(ureq::Error::StatusCode(404))),
         "{again:?}"

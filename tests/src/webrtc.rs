@@ -103,10 +103,8 @@ impl Peer {
             {
                 self.sending.push(added.mid);
             }
-            Event::MediaData(data) => {
-                if data.data.starts_with(b"frame ") {
-                    self.counters.frames_received.fetch_add(1, Ordering::SeqCst);
-                }
+            Event::MediaData(data) if data.data.starts_with(b"frame ") => {
+                self.counters.frames_received.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -144,12 +142,25 @@ impl Peer {
     }
 }
 
-fn receive(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+/// The next input for the `Rtc`s on `socket`: a datagram (as received on `local`, the
+/// address ICE knows), a timeout when none came within the read timeout, `None` when the
+/// datagram is not one str0m can take.
+fn next_input<'b>(socket: &UdpSocket, buf: &'b mut [u8], local: SocketAddr) -> Option<Input<'b>> {
     match socket.recv_from(buf) {
-        Ok(pair) => Some(pair),
-        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-        // ICMP errors (a peer went away) surface here; keep going.
-        Err(_) => None,
+        Ok((len, from)) => Some(Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source: from,
+                destination: local,
+                contents: buf[..len].try_into().ok()?,
+            },
+        )),
+        // Read timeout; ICMP errors (a peer went away) surface here too: keep going.
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Some(Input::Timeout(Instant::now()))
+        }
+        Err(_) => Some(Input::Timeout(Instant::now())),
     }
 }
 
@@ -364,20 +375,8 @@ fn run_client(
             continue;
         }
         let _ = socket.set_read_timeout(Some(until(peer.next_wakeup(timeout))));
-        let input = match receive(&socket, &mut buf) {
-            Some((len, from)) => match buf[..len].try_into() {
-                Ok(contents) => Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: from,
-                        destination: local,
-                        contents,
-                    },
-                ),
-                Err(_) => continue,
-            },
-            None => Input::Timeout(Instant::now()),
+        let Some(input) = next_input(&socket, &mut buf, local) else {
+            continue;
         };
         if peer.rtc.handle_input(input).is_err() {
             peer.rtc.disconnect();
@@ -403,6 +402,8 @@ pub struct OriginSession {
 #[derive(Default)]
 struct OriginShared {
     sessions: Mutex<Vec<Arc<OriginSession>>>,
+    /// Bodies of PATCH requests (trickle ICE), as received.
+    patches: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -472,6 +473,11 @@ impl WebRtcOrigin {
 
     pub fn sessions(&self) -> Vec<Arc<OriginSession>> {
         self.shared.sessions.lock().expect("sessions").clone()
+    }
+
+    /// The trickle fragments PATCHed to the origin's `Location`s.
+    pub fn patches(&self) -> Vec<String> {
+        self.shared.patches.lock().expect("patches").clone()
     }
 
     /// The heartbeat body SRS would send, with `api` and `rtc` endpoints.
@@ -562,6 +568,11 @@ fn origin_router(state: Arc<ApiState>) -> axum::Router {
             None => StatusCode::NOT_FOUND.into_response(),
         }
     }
+    /// Trickle ICE: the fragment is recorded and acknowledged, as RFC 8840 servers do.
+    async fn patch(State(s): State<Arc<ApiState>>, body: String) -> axum::response::Response {
+        s.shared.patches.lock().expect("patches").push(body);
+        StatusCode::NO_CONTENT.into_response()
+    }
     async fn json_api(
         State(s): State<Arc<ApiState>>,
         publish: bool,
@@ -590,8 +601,8 @@ fn origin_router(state: Arc<ApiState>) -> axum::Router {
         axum::Json(answer).into_response()
     }
     axum::Router::new()
-        .route("/rtc/v1/whip/", post(whip).delete(delete))
-        .route("/rtc/v1/whep/", post(whep).delete(delete))
+        .route("/rtc/v1/whip/", post(whip).delete(delete).patch(patch))
+        .route("/rtc/v1/whep/", post(whep).delete(delete).patch(patch))
         .route(
             "/rtc/v1/publish/",
             post(|s: State<Arc<ApiState>>, body: String| json_api(s, true, body)),
@@ -677,20 +688,8 @@ fn run_origin_media(
             wake = wake.min(peer.next_wakeup(timeout));
         }
         let _ = socket.set_read_timeout(Some(until(wake)));
-        let input = match receive(&socket, &mut buf) {
-            Some((len, from)) => match buf[..len].try_into() {
-                Ok(contents) => Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: from,
-                        destination: local,
-                        contents,
-                    },
-                ),
-                Err(_) => continue,
-            },
-            None => Input::Timeout(Instant::now()),
+        let Some(input) = next_input(&socket, &mut buf, local) else {
+            continue;
         };
         match &input {
             Input::Timeout(_) => {

@@ -157,6 +157,11 @@ impl Directory {
         Ok(())
     }
 
+    /// Sessions answered here whose client has not come yet.
+    pub fn parked_count(&self) -> usize {
+        lock(&self.parked).len()
+    }
+
     /// A session signalled on this replica and not started yet.
     pub fn parked(&self, ufrag: &str) -> Option<SessionRecord> {
         lock(&self.parked).get(ufrag).map(|p| p.record.clone())

@@ -50,11 +50,20 @@ const MAX_UNKNOWN: usize = 4096;
 /// What tasks tell the listener.
 pub(super) enum Event {
     Ended(u64),
-    Resolved {
-        ufrag: String,
-        outcome: Result<Option<(SessionRecord, Option<Arc<StreamLease>>)>, String>,
-        first: Datagram,
-    },
+    Resolved(Box<Resolution>),
+}
+
+/// A session found in the load balancer, with the lease that holds its stream here.
+pub(super) struct Found {
+    record: SessionRecord,
+    lease: Option<Arc<StreamLease>>,
+}
+
+/// The end of a lookup started by `first`, a binding request naming `ufrag`.
+pub(super) struct Resolution {
+    ufrag: String,
+    outcome: Result<Option<Found>, String>,
+    first: Datagram,
 }
 
 struct Entry {
@@ -155,7 +164,10 @@ impl Listener {
                 && let Ok(message) = Message::parse(&bytes)
                 && message.is_binding_request()
                 && let Some((ufrag, _)) = message.ice_ufrags()
-                && self.sessions[&id].password(ufrag).is_none()
+                && self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|entry| entry.password(ufrag).is_none())
             {
                 let ufrag = ufrag.to_owned();
                 return self.on_binding_request(ufrag, Datagram { bytes, from });
@@ -179,7 +191,7 @@ impl Listener {
     /// A binding request from an address not (yet) accepted for the session it names.
     fn on_binding_request(&mut self, ufrag: String, first: Datagram) {
         if let Some(&id) = self.by_ufrag.get(&ufrag) {
-            let Some(pwd) = self.sessions[&id].password(&ufrag) else {
+            let Some(pwd) = self.sessions.get(&id).and_then(|e| e.password(&ufrag)) else {
                 return;
             };
             if !verifies(&first.bytes, pwd) {
@@ -193,7 +205,7 @@ impl Listener {
                 return self.reject(first.from, &ufrag, "MESSAGE-INTEGRITY does not verify");
             }
             if let Some((record, lease)) = self.shared.directory.unpark(&ufrag) {
-                self.admit(ufrag, record, lease, first);
+                self.start(ufrag, record, lease, first);
             }
             return;
         }
@@ -217,22 +229,23 @@ impl Listener {
             let outcome = resolve(&shared.directory, &ufrag)
                 .await
                 .map_err(|err| err.to_string());
-            let _ = shared.events.send(Event::Resolved {
+            let _ = shared.events.send(Event::Resolved(Box::new(Resolution {
                 ufrag,
                 outcome,
                 first,
-            });
+            })));
         });
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Ended(id) => self.forget(id),
-            Event::Resolved {
-                ufrag,
-                outcome,
-                first,
-            } => {
+            Event::Resolved(resolution) => {
+                let Resolution {
+                    ufrag,
+                    outcome,
+                    first,
+                } = *resolution;
                 self.lookups.remove(&ufrag);
                 match outcome {
                     Err(err) => {
@@ -249,7 +262,7 @@ impl Listener {
                             .insert(ufrag.clone(), Instant::now() + UNKNOWN_FOR);
                         self.reject(first.from, &ufrag, "no session has this ufrag");
                     }
-                    Ok(Some((record, lease))) => {
+                    Ok(Some(Found { record, lease })) => {
                         if !verifies(&first.bytes, &record.pwd) {
                             return self.reject(
                                 first.from,
@@ -257,29 +270,42 @@ impl Listener {
                                 "MESSAGE-INTEGRITY does not verify",
                             );
                         }
-                        // An ICE restart of a session relaying here: same resource, new ufrag.
-                        let restarted = record.resource.as_ref().and_then(|resource| {
-                            self.sessions
-                                .iter()
-                                .find(|(_, e)| e.resource.as_ref() == Some(resource))
-                                .map(|(id, _)| *id)
-                        });
-                        match restarted.or_else(|| self.by_ufrag.get(&ufrag).copied()) {
-                            Some(id) => {
-                                let entry = self.sessions.get_mut(&id).expect("indexed session");
-                                if entry.password(&ufrag).is_none() {
-                                    entry.credentials.push((ufrag.clone(), record.pwd));
-                                    self.by_ufrag.insert(ufrag, id);
-                                }
-                                self.accept_address(id, first.from);
-                                self.enqueue(id, first);
-                            }
-                            None => self.admit(ufrag, record, lease, first),
-                        }
+                        self.start(ufrag, record, lease, first);
                     }
                 }
             }
         }
+    }
+
+    /// A verified binding request for a session found by its ufrag: joins the session already
+    /// relaying it (another replica's answer raced ours, or an ICE restart gave the same
+    /// resource a new ufrag), else starts one.
+    fn start(
+        &mut self,
+        ufrag: String,
+        record: SessionRecord,
+        lease: Option<Arc<StreamLease>>,
+        first: Datagram,
+    ) {
+        let restarted = record.resource.as_ref().and_then(|resource| {
+            self.sessions
+                .iter()
+                .find(|(_, e)| e.resource.as_ref() == Some(resource))
+                .map(|(id, _)| *id)
+        });
+        let Some(id) = self.by_ufrag.get(&ufrag).copied().or(restarted) else {
+            return self.admit(ufrag, record, lease, first);
+        };
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if entry.password(&ufrag).is_none() {
+            tracing::info!(client = %first.from, %ufrag, "WebRTC ICE restart joins its running session");
+            entry.credentials.push((ufrag.clone(), record.pwd));
+            self.by_ufrag.insert(ufrag, id);
+        }
+        self.accept_address(id, first.from);
+        self.enqueue(id, first);
     }
 
     /// Starts relaying a session whose first binding request verified.
@@ -343,7 +369,9 @@ impl Listener {
         {
             self.unlink_address(previous, addr);
         }
-        let entry = self.sessions.get_mut(&id).expect("indexed session");
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
         if entry.addrs.contains(&addr) {
             return;
         }
@@ -417,7 +445,7 @@ fn verifies(datagram: &[u8], pwd: &str) -> bool {
 async fn resolve(
     directory: &Directory,
     ufrag: &str,
-) -> Result<Option<(SessionRecord, Option<Arc<StreamLease>>)>, super::directory::DirectoryError> {
+) -> Result<Option<Found>, super::directory::DirectoryError> {
     let Some(record) = directory.lookup(ufrag).await? else {
         return Ok(None);
     };
@@ -438,5 +466,5 @@ async fn resolve(
             None
         }
     };
-    Ok(Some((record, lease)))
+    Ok(Some(Found { record, lease }))
 }

@@ -119,6 +119,10 @@ enum SignalError {
     BadAnswer { origin: SocketAddr, cause: String },
     #[error("unknown or closed WebRTC session")]
     UnknownResource,
+    #[error(
+        "{0} answered WebRTC sessions are waiting for their client's first STUN request; try again shortly"
+    )]
+    TooManyWaiting(usize),
     #[error(transparent)]
     Directory(#[from] super::directory::DirectoryError),
 }
@@ -128,7 +132,9 @@ impl SignalError {
         match self {
             Self::BadStream(_) | Self::BadJson(_) => StatusCode::BAD_REQUEST,
             Self::BadBody => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Pick(_) | Self::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Pick(_) | Self::Directory(_) | Self::TooManyWaiting(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::NoEndpoint { .. } | Self::Origin { .. } | Self::BadAnswer { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -141,6 +147,7 @@ impl SignalError {
             Self::BadStream(_) | Self::BadJson(_) | Self::BadBody => WebRtcOffer::bad_request,
             Self::Pick(_) => WebRtcOffer::no_origin,
             Self::Directory(_) => WebRtcOffer::backend_error,
+            Self::TooManyWaiting(_) => WebRtcOffer::overloaded,
             Self::NoEndpoint { .. } | Self::Origin { .. } | Self::BadAnswer { .. } => {
                 WebRtcOffer::origin_error
             }
@@ -281,6 +288,11 @@ impl Signalling {
     }
 
     async fn try_offer(&self, api: Api, conn: Conn, req: Request) -> Result<Response, SignalError> {
+        // Each answer parks a lease and a record until its client comes: bound them.
+        let waiting = self.directory.parked_count();
+        if waiting >= self.proxy.config.webrtc.max_sessions {
+            return Err(SignalError::TooManyWaiting(waiting));
+        }
         let (parts, body) = req.into_parts();
         let body = read_body(body).await?;
         let key = if api.is_json() {
