@@ -437,3 +437,50 @@ fn garbage_is_ignored_and_idle_sessions_are_forgotten() {
         &logs,
     );
 }
+
+/// The stream's ownership lives as long as the media session, not the HTTP exchange: it is
+/// still held well after the answer's setup window, and let go once the session is closed.
+#[test]
+fn the_stream_stays_owned_while_media_flows_and_is_released_after() {
+    let origin = WebRtcOrigin::start().unwrap();
+    let proxy = proxy(&[
+        ("PROXY_STREAM_LEASE", "1s".to_owned()),
+        ("PROXY_WEBRTC_SETUP_TIMEOUT", "1s".to_owned()),
+        ("PROXY_WEBRTC_IDLE_TIMEOUT", "2s".to_owned()),
+    ]);
+    proxy
+        .register_heartbeat(&origin.heartbeat("origin-1"))
+        .unwrap();
+    let logs = || proxy.log();
+    let owned = || {
+        let (_, streams) =
+            originstack_e2e::http_request(proxy.system, "GET", "/api/v1/streams", &[], "").unwrap();
+        streams.contains("__defaultVhost__/live/cam")
+    };
+    let publisher = WebRtcClient::whip(proxy.api, "app=live&stream=cam").unwrap();
+    wait_until(
+        "media",
+        Duration::from_secs(20),
+        || {
+            origin
+                .sessions()
+                .first()
+                .is_some_and(|s| s.counters.received() >= 20)
+        },
+        &logs,
+    );
+    // Several lease and setup periods later, media still holds the stream.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        owned(),
+        "the stream was let go while its media flowed\n{}",
+        logs()
+    );
+    drop(publisher);
+    wait_until(
+        "the stream is released",
+        Duration::from_secs(15),
+        || !owned(),
+        &logs,
+    );
+}

@@ -59,7 +59,13 @@ fn split_ending(line: &str) -> (&str, &str) {
 /// (RFC 8839 §5.1). The tokens are rebuilt with single spaces, as the grammar writes them.
 fn rewrite_candidate(candidate: &str, to: &CandidateAddress) -> Option<String> {
     let tokens: Vec<&str> = candidate.split(' ').collect();
-    if tokens.len() < 8 || tokens[6] != "typ" || tokens.iter().any(|t| t.is_empty()) {
+    // `typ` needs its type: `typ raddr ...` would lose its type once raddr is removed (found
+    // by fuzzing).
+    if tokens.len() < 8
+        || tokens[6] != "typ"
+        || matches!(tokens[7], "raddr" | "rport")
+        || tokens.iter().any(|t| t.is_empty())
+    {
         return None;
     }
     if !tokens[2].eq_ignore_ascii_case("udp") {
@@ -197,7 +203,7 @@ mod tests {
 
     #[test]
     fn unparsable_candidates_are_removed() {
-        let sdp = "a=candidate:1 1 udp\r\na=candidate:1 1 udp 1 h 2 notyp host\r\na=candidate:1  1 udp 1 h 2 typ host\r\nx\r\n";
+        let sdp = "a=candidate:1 1 udp\r\na=candidate:1 1 udp 1 h 2 notyp host\r\na=candidate:1  1 udp 1 h 2 typ host\r\na=candidate:2 1 udp 1 h 2 typ raddr h rport 3\r\nx\r\n";
         assert_eq!(rewrite_candidates(sdp, &proxy()), "x\r\n");
     }
 

@@ -44,7 +44,7 @@ pub enum Class {
 pub enum StunError {
     #[error("{0} bytes is shorter than a STUN header")]
     TooShort(usize),
-    #[error("the first two bits are not zero: not STUN")]
+    #[error("the first byte is not 0..=3: not STUN (RFC 7983)")]
     NotStun,
     #[error("the magic cookie is missing: not RFC 5389 STUN")]
     NoMagicCookie,
@@ -82,7 +82,10 @@ impl<'a> Message<'a> {
             return Err(StunError::TooShort(raw.len()));
         }
         let kind = u16::from_be_bytes([raw[0], raw[1]]);
-        if kind & 0xC000 != 0 {
+        // The first two bits are zero (RFC 8489 §5), and the method is small enough for the
+        // first byte to stay in 0..=3, where RFC 7983 demultiplexes STUN; 4..=63 is
+        // ZRTP/DTLS. Found by fuzzing: 0x3f01 was STUN here and DTLS for the demux.
+        if raw[0] > 3 {
             return Err(StunError::NotStun);
         }
         if u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]) != MAGIC_COOKIE {
@@ -335,9 +338,11 @@ mod tests {
     #[test]
     fn malformed_messages_are_refused() {
         assert_eq!(Message::parse(&[0; 4]).unwrap_err(), StunError::TooShort(4));
-        let mut bad = RFC5769_REQUEST.to_vec();
-        bad[0] = 0x80;
-        assert_eq!(Message::parse(&bad).unwrap_err(), StunError::NotStun);
+        for first in [0x04, 0x3f, 0x80] {
+            let mut bad = RFC5769_REQUEST.to_vec();
+            bad[0] = first;
+            assert_eq!(Message::parse(&bad).unwrap_err(), StunError::NotStun);
+        }
         let mut bad = RFC5769_REQUEST.to_vec();
         bad[4] = 0;
         assert_eq!(Message::parse(&bad).unwrap_err(), StunError::NoMagicCookie);
