@@ -20,6 +20,16 @@ fn proxy(envs: &[(&str, String)]) -> ProxyProcess {
     ProxyProcess::start(PROXY, envs).unwrap()
 }
 
+/// A WebRTC origin registered (with its `api` and `rtc` endpoints) with a proxy of its own.
+fn origin_behind_proxy(envs: &[(&str, String)]) -> (WebRtcOrigin, ProxyProcess) {
+    let origin = WebRtcOrigin::start().unwrap();
+    let proxy = proxy(envs);
+    proxy
+        .register_heartbeat(&origin.heartbeat("origin-1"))
+        .unwrap();
+    (origin, proxy)
+}
+
 fn wait_until(
     what: &str,
     timeout: Duration,
@@ -67,11 +77,7 @@ fn ufrag(sdp: &str) -> String {
 /// complete through it, media written by one side arrives at the other, both ways.
 #[test]
 fn whip_whep_and_sendrecv_media_flow_through_the_proxy() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
+    let (origin, proxy) = origin_behind_proxy(&[]);
     let logs = || proxy.log();
 
     let publisher = WebRtcClient::whip(proxy.api, "app=live&stream=cam").unwrap();
@@ -160,11 +166,7 @@ fn whip_whep_and_sendrecv_media_flow_through_the_proxy() {
 /// SRS's JSON RTC API (`/rtc/v1/publish/`, `/rtc/v1/play/`) through the proxy.
 #[test]
 fn srs_json_rtc_api_publish_and_play() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
+    let (origin, proxy) = origin_behind_proxy(&[]);
     let logs = || proxy.log();
     let url = format!("webrtc://{}/live/json", proxy.api);
     let publisher = WebRtcClient::srs_api(proxy.api, true, &url).unwrap();
@@ -270,11 +272,8 @@ fn signalling_through_one_replica_media_and_delete_through_another() {
 /// `PROXY_WEBRTC_CANDIDATE` is written into every candidate, host names as given.
 #[test]
 fn candidate_rewrite_uses_the_configured_public_address() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[("PROXY_WEBRTC_CANDIDATE", "Media.Example.com".to_owned())]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
+    let (origin, proxy) =
+        origin_behind_proxy(&[("PROXY_WEBRTC_CANDIDATE", "Media.Example.com".to_owned())]);
     let mut rtc = str0m::Rtc::builder().build(Instant::now());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     rtc.add_local_candidate(str0m::Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
@@ -310,11 +309,7 @@ fn candidate_rewrite_uses_the_configured_public_address() {
 /// moves the session, and media keeps arriving.
 #[test]
 fn nat_rebinding_is_followed() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
+    let (origin, proxy) = origin_behind_proxy(&[]);
     let logs = || proxy.log();
     let publisher = WebRtcClient::whip(proxy.api, "app=live&stream=cam").unwrap();
     let received = || {
@@ -351,11 +346,7 @@ fn nat_rebinding_is_followed() {
 /// for its ufrag is refused); a client that goes silent is forgotten after the idle timeout.
 #[test]
 fn garbage_is_ignored_and_idle_sessions_are_forgotten() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[("PROXY_WEBRTC_IDLE_TIMEOUT", "2s".to_owned())]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
+    let (origin, proxy) = origin_behind_proxy(&[("PROXY_WEBRTC_IDLE_TIMEOUT", "2s".to_owned())]);
     let logs = || proxy.log();
     let publisher = WebRtcClient::whip(proxy.api, "app=live&stream=cam").unwrap();
     let received = || {
@@ -442,15 +433,11 @@ fn garbage_is_ignored_and_idle_sessions_are_forgotten() {
 /// still held well after the answer's setup window, and let go once the session is closed.
 #[test]
 fn the_stream_stays_owned_while_media_flows_and_is_released_after() {
-    let origin = WebRtcOrigin::start().unwrap();
-    let proxy = proxy(&[
+    let (origin, proxy) = origin_behind_proxy(&[
         ("PROXY_STREAM_LEASE", "1s".to_owned()),
         ("PROXY_WEBRTC_SETUP_TIMEOUT", "1s".to_owned()),
         ("PROXY_WEBRTC_IDLE_TIMEOUT", "2s".to_owned()),
     ]);
-    proxy
-        .register_heartbeat(&origin.heartbeat("origin-1"))
-        .unwrap();
     let logs = || proxy.log();
     let owned = || {
         let (_, streams) =

@@ -5,7 +5,7 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{Arc, atomic::AtomicU64},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -27,7 +27,7 @@ use super::{
     packet::{ControlType, Header, MAX_DATAGRAM, set_destination, shutdown_packet},
     streamid::StreamId,
 };
-use crate::{config::SrtLimits, telemetry::LogLimiter};
+use crate::{config::SrtLimits, telemetry::LogLimiter, udp::DatagramCounts};
 
 /// How often a handshake packet is repeated until answered (libsrt repeats every 250 ms).
 const HANDSHAKE_RESEND: Duration = Duration::from_millis(250);
@@ -183,8 +183,8 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
     tracing::info!(
         end = end.describe(),
         seconds = started.elapsed().as_secs(),
-        to_origin = relay.total_to_origin,
-        to_client = relay.total_to_client,
+        to_origin = relay.counts.totals().0,
+        to_client = relay.counts.totals().1,
         "SRT session ended"
     );
 }
@@ -377,10 +377,7 @@ struct Relay<'a> {
     client_socket_id: u32,
     client_clock: PeerClock,
     origin: SocketAddr,
-    to_origin: u64,
-    to_client: u64,
-    total_to_origin: u64,
-    total_to_client: u64,
+    counts: DatagramCounts,
     garbage_log: LogLimiter,
 }
 
@@ -392,10 +389,7 @@ impl<'a> Relay<'a> {
             client_socket_id: setup.conclusion.socket_id,
             client_clock: setup.client_clock,
             origin,
-            to_origin: 0,
-            to_client: 0,
-            total_to_origin: 0,
-            total_to_client: 0,
+            counts: DatagramCounts::default(),
             garbage_log: LogLimiter::default(),
         }
     }
@@ -469,7 +463,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, origin.socket_id);
         match origin.backend.send(datagram).await {
-            Ok(_) => self.to_origin += 1,
+            Ok(_) => self.counts.to_origin += 1,
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
                 return Some(End::OriginUnreachable);
             }
@@ -494,7 +488,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, self.client_socket_id);
         match self.shared.socket.send_to(datagram, self.client).await {
-            Ok(_) => self.to_client += 1,
+            Ok(_) => self.counts.to_client += 1,
             Err(err) => tracing::debug!(error = %err, "send to the client failed"),
         }
         header
@@ -502,15 +496,8 @@ impl<'a> Relay<'a> {
             .then_some(End::OriginClosed)
     }
 
-    /// Moves the per-session counts into the shared counters (not per packet: they are
-    /// shared by every session and thread).
     fn flush_counts(&mut self) {
-        let add = |counter: &AtomicU64, value: u64| {
-            counter.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
-        };
-        add(&self.shared.stats.to_origin, self.to_origin);
-        add(&self.shared.stats.to_client, self.to_client);
-        self.total_to_origin += std::mem::take(&mut self.to_origin);
-        self.total_to_client += std::mem::take(&mut self.to_client);
+        let stats = &self.shared.stats;
+        self.counts.flush(&stats.to_origin, &stats.to_client);
     }
 }

@@ -10,7 +10,7 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{Arc, atomic::AtomicU64},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -26,7 +26,7 @@ use super::{
     listener::Event,
     stun::Message,
 };
-use crate::{config::WebRtcConfig, origins::StreamLease};
+use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
 
 /// STUN transactions remembered per session to route the origin's answers; ICE has a
 /// handful in flight at once.
@@ -138,10 +138,7 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
         target: setup.client,
         transactions: [([0; 12], setup.client); TRANSACTIONS],
         next_transaction: 0,
-        to_origin: 0,
-        to_client: 0,
-        total_to_origin: 0,
-        total_to_client: 0,
+        counts: DatagramCounts::default(),
     };
     let end = relay.run(&mut setup, &backend).await;
     relay.flush_counts();
@@ -153,8 +150,8 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
     tracing::info!(
         end = end.describe(),
         seconds = started.elapsed().as_secs(),
-        to_origin = relay.total_to_origin,
-        to_client = relay.total_to_client,
+        to_origin = relay.counts.totals().0,
+        to_client = relay.counts.totals().1,
         "WebRTC session ended"
     );
 }
@@ -195,10 +192,7 @@ struct Relay<'a> {
     /// Recent STUN requests from the client: transaction id and the address that sent it.
     transactions: [([u8; 12], SocketAddr); TRANSACTIONS],
     next_transaction: usize,
-    to_origin: u64,
-    to_client: u64,
-    total_to_origin: u64,
-    total_to_client: u64,
+    counts: DatagramCounts,
 }
 
 impl Relay<'_> {
@@ -220,7 +214,7 @@ impl Relay<'_> {
                     heard_client = Instant::now();
                     self.note_client(&datagram);
                     match backend.send(&datagram.bytes).await {
-                        Ok(_) => self.to_origin += 1,
+                        Ok(_) => self.counts.to_origin += 1,
                         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => return End::OriginUnreachable,
                         Err(err) => tracing::debug!(error = %err, "send to the origin failed"),
                     }
@@ -230,7 +224,7 @@ impl Relay<'_> {
                         heard_origin = Instant::now();
                         let to = self.destination(&buf[..len]);
                         match self.shared.socket.send_to(&buf[..len], to).await {
-                            Ok(_) => self.to_client += 1,
+                            Ok(_) => self.counts.to_client += 1,
                             Err(err) => tracing::debug!(error = %err, "send to the client failed"),
                         }
                     }
@@ -276,15 +270,8 @@ impl Relay<'_> {
         self.target
     }
 
-    /// Moves the per-session counts into the shared counters (not per packet: they are
-    /// shared by every session and thread).
     fn flush_counts(&mut self) {
-        let add = |counter: &AtomicU64, value: u64| {
-            counter.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
-        };
-        add(&self.shared.stats.to_origin, self.to_origin);
-        add(&self.shared.stats.to_client, self.to_client);
-        self.total_to_origin += std::mem::take(&mut self.to_origin);
-        self.total_to_client += std::mem::take(&mut self.to_client);
+        let stats = &self.shared.stats;
+        self.counts.flush(&stats.to_origin, &stats.to_client);
     }
 }
