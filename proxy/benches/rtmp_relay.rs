@@ -147,7 +147,7 @@ fn flv_messages(path: &Path) -> anyhow::Result<Vec<Message>> {
 /// A high-bitrate 1280x720 sample, for throughput (big frames as a real encoder sends).
 fn heavy_sample(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("heavy.flv");
-    support::encode_test_pattern(
+    originstack_e2e::ffmpeg::encode_test_pattern(
         &path,
         "testsrc2=size=1280x720:rate=30",
         &["-b:v", "20M", "-g", "60"],
@@ -335,18 +335,22 @@ async fn orchestrate() -> anyhow::Result<()> {
     let streams: usize = env_or("RTMP_BENCH_STREAMS", 200);
     let dir = tempfile::tempdir()?;
     let heavy = flv_messages(&heavy_sample(dir.path())?)?;
-    let light = Arc::new(flv_messages(support::sample_flv())?);
-    let origin = support::NginxRtmp::start()?;
+    let light = Arc::new(flv_messages(originstack_e2e::ffmpeg::sample_flv()?)?);
+    let origin = originstack_e2e::NginxRtmpOrigin::start_with(originstack_e2e::NginxRtmpConfig {
+        hls: false,
+        ..Default::default()
+    })?;
+    let origin_addr = origin.rtmp_addr();
     let duration = Duration::from_secs(seconds);
 
     println!("== throughput: one publisher at full speed, {seconds} s per run, best of 3 rounds");
-    let (proxy, proxy_addr) = spawn_role("proxy", origin.rtmp)?;
-    let (_relay, relay_addr) = spawn_role("tcp-relay", origin.rtmp)?;
-    let (_relay_64k, relay_64k_addr) = spawn_role("tcp-relay-64k", origin.rtmp)?;
+    let (proxy, proxy_addr) = spawn_role("proxy", origin_addr)?;
+    let (_relay, relay_addr) = spawn_role("tcp-relay", origin_addr)?;
+    let (_relay_64k, relay_64k_addr) = spawn_role("tcp-relay-64k", origin_addr)?;
     let mut best = [0f64; 4];
     let mut proxy_cpu = 0.0;
     for _ in 0..3 {
-        best[0] = best[0].max(full_speed(origin.rtmp, &heavy, duration).await?);
+        best[0] = best[0].max(full_speed(origin_addr, &heavy, duration).await?);
         best[1] = best[1].max(full_speed(relay_addr, &heavy, duration).await?);
         best[2] = best[2].max(full_speed(relay_64k_addr, &heavy, duration).await?);
         let cpu_before = cpu_seconds(proxy.pid())?;
@@ -389,8 +393,8 @@ async fn orchestrate() -> anyhow::Result<()> {
     // Fresh processes, so memory the throughput runs left in the allocator does not hide
     // what the streams cost.
     drop(proxy);
-    let (proxy, proxy_addr) = spawn_role("proxy", origin.rtmp)?;
-    let (relay, relay_addr) = spawn_role("tcp-relay", origin.rtmp)?;
+    let (proxy, proxy_addr) = spawn_role("proxy", origin_addr)?;
+    let (relay, relay_addr) = spawn_role("tcp-relay", origin_addr)?;
     println!(
         "== {streams} concurrent real-time publishers (320x240 H.264+AAC), {seconds} s window"
     );
