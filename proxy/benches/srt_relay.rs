@@ -15,8 +15,10 @@ use std::{
     net::{SocketAddr, UdpSocket},
     sync::Arc,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+mod support;
 
 use futures::future::BoxFuture;
 use originstack_proxy::{
@@ -28,6 +30,7 @@ use originstack_proxy::{
         packet::{HEADER_LEN, Header, PacketKind, set_destination},
     },
 };
+use support::{ping_pong, throughput};
 
 const PAYLOAD: usize = 1316;
 const PING_PONGS: usize = 20_000;
@@ -164,65 +167,6 @@ fn data_packet(sequence: u32, destination: u32) -> Vec<u8> {
     packet
 }
 
-struct Latency {
-    median: Duration,
-    p99: Duration,
-}
-
-fn ping_pong(socket: &UdpSocket, peer: u32) -> Latency {
-    let mut buf = [0u8; 2048];
-    let mut rtts = Vec::with_capacity(PING_PONGS);
-    for sequence in 0..PING_PONGS as u32 {
-        let packet = data_packet(sequence, peer);
-        let sent = Instant::now();
-        socket.send(&packet).unwrap();
-        loop {
-            let len = socket.recv(&mut buf).expect("echo within 5 s");
-            // Skip anything that is not the echo of this packet (none expected).
-            if Header::decode(&buf[..len]).is_ok_and(|h| h.kind == PacketKind::Data { sequence }) {
-                break;
-            }
-        }
-        rtts.push(sent.elapsed());
-    }
-    rtts.sort();
-    Latency {
-        median: rtts[rtts.len() / 2],
-        p99: rtts[rtts.len() * 99 / 100],
-    }
-}
-
-/// Echoed packets per second with `WINDOW` in flight; a lost packet frees its slot after 50 ms.
-fn throughput(socket: &UdpSocket, peer: u32) -> (f64, u64) {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let (mut sequence, mut in_flight, mut echoed, mut lost) = (0u32, 0usize, 0u64, 0u64);
-    let started = Instant::now();
-    while started.elapsed() < THROUGHPUT_FOR {
-        while in_flight < WINDOW {
-            socket.send(&data_packet(sequence, peer)).unwrap();
-            sequence = sequence.wrapping_add(1);
-            in_flight += 1;
-        }
-        match socket.recv(&mut buf) {
-            Ok(_) => {
-                echoed += 1;
-                in_flight -= 1;
-            }
-            Err(_) => {
-                lost += in_flight as u64;
-                in_flight = 0;
-            }
-        }
-    }
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    (echoed as f64 / started.elapsed().as_secs_f64(), lost)
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -249,13 +193,28 @@ fn main() {
     let (direct, direct_peer) = connect(origin);
     let (proxied, proxied_peer) = connect(proxy);
     // Warm up both paths (allocator, caches, task wake-ups).
-    ping_pong(&direct, direct_peer);
-    ping_pong(&proxied, proxied_peer);
+    let round_trips = |socket, peer| {
+        ping_pong(
+            socket,
+            PING_PONGS,
+            |sequence| data_packet(sequence, peer),
+            |buf, sequence| {
+                Header::decode(buf).is_ok_and(|h| h.kind == PacketKind::Data { sequence })
+            },
+        )
+    };
+    let rate = |socket, peer| {
+        throughput(socket, WINDOW, THROUGHPUT_FOR, |sequence| {
+            data_packet(sequence, peer)
+        })
+    };
+    round_trips(&direct, direct_peer);
+    round_trips(&proxied, proxied_peer);
 
-    let direct_latency = ping_pong(&direct, direct_peer);
-    let proxied_latency = ping_pong(&proxied, proxied_peer);
-    let (direct_rate, direct_lost) = throughput(&direct, direct_peer);
-    let (proxied_rate, proxied_lost) = throughput(&proxied, proxied_peer);
+    let direct_latency = round_trips(&direct, direct_peer);
+    let proxied_latency = round_trips(&proxied, proxied_peer);
+    let (direct_rate, direct_lost) = rate(&direct, direct_peer);
+    let (proxied_rate, proxied_lost) = rate(&proxied, proxied_peer);
 
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     println!(

@@ -33,6 +33,9 @@ pub struct Config {
     #[command(flatten)]
     pub srt: SrtLimits,
 
+    #[command(flatten)]
+    pub webrtc: WebRtcConfig,
+
     /// System API: origin registration, admin, /metrics, /healthz, /readyz.
     #[arg(long, env = "PROXY_SYSTEM_API", default_value = "12025")]
     pub system_api: ListenAddr,
@@ -262,6 +265,15 @@ pub struct SrtLimits {
         default_value_t = 1000
     )]
     pub max_sessions: usize,
+    /// Most SRT sessions from one client IP address at once (0: no limit); more are
+    /// refused (SRT reject 1402), so one host cannot take every session slot.
+    #[arg(
+        id = "srt_max_sessions_per_client",
+        long = "srt-max-sessions-per-client",
+        env = "PROXY_SRT_MAX_SESSIONS_PER_CLIENT",
+        default_value_t = 100
+    )]
+    pub max_sessions_per_client: usize,
     /// An SRT session that hears nothing from its client or its origin for this long is
     /// closed (both sides send keepalives every second while connected).
     #[arg(id = "srt_idle_timeout", long = "srt-idle-timeout", env = "PROXY_SRT_IDLE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -285,9 +297,61 @@ impl Default for SrtLimits {
     fn default() -> Self {
         Self {
             max_sessions: 1000,
+            max_sessions_per_client: 100,
             idle_timeout: Duration::from_secs(10),
             origin_timeout: Duration::from_millis(2500),
             session_queue: 128,
+        }
+    }
+}
+
+/// WebRTC signalling and media relay.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebRtcConfig {
+    /// Public address written into every ICE candidate of an answer (an IP or a host name,
+    /// no port: the port is PROXY_WEBRTC_SERVER's). Unset: the address the client reached
+    /// the HTTP API on. Set it behind NAT or a load balancer.
+    #[arg(long = "webrtc-candidate", env = "PROXY_WEBRTC_CANDIDATE", value_parser = crate::webrtc::parse_candidate_host)]
+    pub candidate: Option<String>,
+    /// A WebRTC session that hears nothing from its client or its origin for this long is
+    /// closed and forgotten (ICE consent checks arrive every few seconds while connected).
+    #[arg(id = "webrtc_idle_timeout", long = "webrtc-idle-timeout", env = "PROXY_WEBRTC_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// How long an answered session waits for the client's first STUN request; the
+    /// stream stays owned meanwhile.
+    #[arg(id = "webrtc_setup_timeout", long = "webrtc-setup-timeout", env = "PROXY_WEBRTC_SETUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub setup_timeout: Duration,
+    /// Time allowed for the origin's API to answer an offer, DELETE or PATCH.
+    #[arg(id = "webrtc_origin_timeout", long = "webrtc-origin-timeout", env = "PROXY_WEBRTC_ORIGIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub origin_timeout: Duration,
+    /// Most WebRTC sessions relayed at once; binding requests of more are refused.
+    #[arg(
+        id = "webrtc_max_sessions",
+        long = "webrtc-max-sessions",
+        env = "PROXY_WEBRTC_MAX_SESSIONS",
+        default_value_t = 1000
+    )]
+    pub max_sessions: usize,
+    /// Datagrams from a client waiting for their session task; more are dropped. Bounds
+    /// memory: sessions x queue x 1.5 KB at worst.
+    #[arg(
+        id = "webrtc_session_queue",
+        long = "webrtc-session-queue",
+        env = "PROXY_WEBRTC_SESSION_QUEUE",
+        default_value_t = 256
+    )]
+    pub session_queue: usize,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            candidate: None,
+            idle_timeout: Duration::from_secs(30),
+            setup_timeout: Duration::from_secs(30),
+            origin_timeout: Duration::from_secs(10),
+            max_sessions: 1000,
+            session_queue: 256,
         }
     }
 }
@@ -446,9 +510,20 @@ mod tests {
         assert!(!config.discovery.enabled && !config.discovery.require_discovered);
         let srt = SrtLimits::default();
         assert_eq!(config.srt.max_sessions, srt.max_sessions);
+        assert_eq!(
+            config.srt.max_sessions_per_client,
+            srt.max_sessions_per_client
+        );
         assert_eq!(config.srt.idle_timeout, srt.idle_timeout);
         assert_eq!(config.srt.origin_timeout, srt.origin_timeout);
         assert_eq!(config.srt.session_queue, srt.session_queue);
+        let webrtc = WebRtcConfig::default();
+        assert_eq!(config.webrtc.candidate, webrtc.candidate);
+        assert_eq!(config.webrtc.idle_timeout, webrtc.idle_timeout);
+        assert_eq!(config.webrtc.setup_timeout, webrtc.setup_timeout);
+        assert_eq!(config.webrtc.origin_timeout, webrtc.origin_timeout);
+        assert_eq!(config.webrtc.max_sessions, webrtc.max_sessions);
+        assert_eq!(config.webrtc.session_queue, webrtc.session_queue);
         let (rtmp, defaults) = (config.rtmp.limits(), crate::rtmp::RtmpLimits::default());
         assert_eq!(
             (rtmp.handshake_timeout, rtmp.idle_timeout),

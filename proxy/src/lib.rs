@@ -16,6 +16,8 @@ pub mod origins;
 pub mod rtmp;
 pub mod srt;
 pub mod telemetry;
+pub mod udp;
+pub mod webrtc;
 
 use std::sync::Arc;
 
@@ -107,9 +109,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         srt_socket,
         srt_resolver,
         proxy.config.srt.clone(),
-        Arc::new(srt::SrtStats::default()),
+        proxy.metrics.srt.clone(),
         lifecycle.clone(),
     ));
+
+    // WebRTC: signalling on the HTTP API, media on its own UDP port.
+    let api_listener = bind(proxy.config.http_api, "the HTTP API (WHIP/WHEP)").await?;
+    let webrtc_socket = tokio::net::UdpSocket::bind(proxy.config.webrtc_server.0)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for WebRTC media on {}",
+                proxy.config.webrtc_server
+            )
+        })?;
+    tracing::info!(addr = %webrtc_socket.local_addr()?, candidate = ?proxy.config.webrtc.candidate, "WebRTC media listening");
+    tokio::spawn(webrtc::serve(api_listener, webrtc_socket, proxy.clone()));
 
     let http_listener = bind(proxy.config.http_server, "HTTP streaming").await?;
     tokio::spawn(http::serve(http_listener, proxy.clone()));

@@ -1,14 +1,28 @@
 //! Prometheus metrics of the proxy, served as text on the system API's `/metrics`.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, text::encode},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 
-use crate::origins::{ClaimKind, OriginStatus, PickError};
+use crate::{
+    origins::{ClaimKind, OriginStatus, PickError},
+    srt::SrtStats,
+    webrtc::WebRtcStats,
+};
 
 /// How a pick ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -66,8 +80,142 @@ pub struct Metrics {
     streams_owned: Family<OriginLabels, Gauge>,
     backend_up: Gauge,
     http_requests: Family<HttpLabels, Counter>,
+    webrtc_offers: Family<WebRtcOfferLabels, Counter>,
+    /// Counters the SRT relay keeps itself; exported at scrape time.
+    pub srt: Arc<SrtStats>,
+    /// Counters the WebRTC relay keeps itself; exported at scrape time.
+    pub webrtc: Arc<WebRtcStats>,
     discovery: DiscoveryMetrics,
     origins_refused: Counter,
+}
+
+/// How a WebRTC offer (WHIP, WHEP, SRS RTC API) ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum WebRtcOffer {
+    ok,
+    bad_request,
+    no_origin,
+    origin_error,
+    backend_error,
+    overloaded,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebRtcOfferLabels {
+    api: &'static str,
+    result: WebRtcOffer,
+}
+
+/// The relays' own counters (atomics they update per session, not per packet) as metrics.
+#[derive(Debug)]
+struct RelayCollector {
+    srt: Arc<SrtStats>,
+    webrtc: Arc<WebRtcStats>,
+}
+
+impl Collector for RelayCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (srt, rtc) = (&self.srt, &self.webrtc);
+        let gauges: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "srt_sessions_active",
+                "SRT sessions relaying or connecting now",
+                &srt.sessions_active,
+            ),
+            (
+                "webrtc_sessions_active",
+                "WebRTC sessions relaying now",
+                &rtc.sessions_active,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(SrtStats::get(value) as i64).encode(metric)?;
+        }
+        let counters: [(&str, &str, &AtomicU64); 15] = [
+            (
+                "srt_sessions",
+                "SRT sessions accepted (valid cookie and stream id)",
+                &srt.sessions_total,
+            ),
+            (
+                "srt_rejected",
+                "SRT handshakes refused, by the proxy or the origin",
+                &srt.rejected,
+            ),
+            (
+                "srt_garbage_datagrams",
+                "Datagrams on the SRT port that were not SRT or not for a session of their sender",
+                &srt.garbage,
+            ),
+            (
+                "srt_queue_drops",
+                "SRT datagrams dropped because a session's queue was full",
+                &srt.queue_drops,
+            ),
+            (
+                "srt_datagrams_to_origin",
+                "SRT datagrams relayed from clients to origins",
+                &srt.to_origin,
+            ),
+            (
+                "srt_datagrams_to_client",
+                "SRT datagrams relayed from origins to clients",
+                &srt.to_client,
+            ),
+            (
+                "webrtc_sessions",
+                "WebRTC sessions started (first binding request verified)",
+                &rtc.sessions_total,
+            ),
+            (
+                "webrtc_datagrams_to_origin",
+                "WebRTC datagrams relayed from clients to origins",
+                &rtc.to_origin,
+            ),
+            (
+                "webrtc_datagrams_to_client",
+                "WebRTC datagrams relayed from origins to clients",
+                &rtc.to_client,
+            ),
+            (
+                "webrtc_dropped_unknown",
+                "Datagrams on the WebRTC port from unknown addresses that were not a binding request",
+                &rtc.dropped_unknown,
+            ),
+            (
+                "webrtc_stun_rejected",
+                "Binding requests refused: unknown ufrag, failed MESSAGE-INTEGRITY or a limit",
+                &rtc.stun_rejected,
+            ),
+            (
+                "webrtc_queue_drops",
+                "WebRTC datagrams dropped because a session's queue was full",
+                &rtc.queue_drops,
+            ),
+            (
+                "webrtc_rebinds",
+                "Client addresses accepted for a running WebRTC session (NAT rebinding, more candidates)",
+                &rtc.rebinds,
+            ),
+            (
+                "webrtc_idle_closed",
+                "WebRTC sessions closed because one side went silent",
+                &rtc.idle_closed,
+            ),
+            (
+                "srt_refused_per_client",
+                "SRT callers refused because their address has too many sessions",
+                &srt.refused_per_client,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(SrtStats::get(value)).encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +283,18 @@ impl Metrics {
             "HTTP streaming requests, by kind (live, playlist, segment, other)",
             http_requests.clone(),
         );
+        let webrtc_offers = Family::<WebRtcOfferLabels, Counter>::default();
+        registry.register(
+            "webrtc_offers",
+            "WebRTC offers (WHIP, WHEP, SRS RTC API), by API and result",
+            webrtc_offers.clone(),
+        );
+        let srt = Arc::new(SrtStats::default());
+        let webrtc = Arc::new(WebRtcStats::default());
+        registry.register_collector(Box::new(RelayCollector {
+            srt: srt.clone(),
+            webrtc: webrtc.clone(),
+        }));
         let origins_refused = Counter::default();
         registry.register(
             "origins_refused",
@@ -146,6 +306,9 @@ impl Metrics {
             discovery,
             origins_refused,
             http_requests,
+            webrtc_offers,
+            srt,
+            webrtc,
             registry,
             picks,
             pick_duration,
@@ -163,6 +326,12 @@ impl Metrics {
 
     pub fn http_request(&self, kind: &'static str) {
         self.http_requests.get_or_create(&HttpLabels { kind }).inc();
+    }
+
+    pub fn webrtc_offer(&self, api: &'static str, result: WebRtcOffer) {
+        self.webrtc_offers
+            .get_or_create(&WebRtcOfferLabels { api, result })
+            .inc();
     }
 
     pub fn record_pick(&self, outcome: Result<&ClaimKind, &PickError>, took: Duration) {

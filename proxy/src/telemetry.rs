@@ -1,6 +1,8 @@
 //! Structured logging: human-readable by default, one JSON object per line with
 //! `--log-format json` (what log collectors in a cluster want).
 
+use std::time::{Duration, Instant};
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -26,5 +28,29 @@ pub fn init(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .init(),
+    }
+}
+
+/// At most one log line per second for a kind of event that a hostile peer can repeat.
+#[derive(Default)]
+pub struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// `Some(number of events not logged since the last line)` when a line may be written.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
     }
 }

@@ -84,6 +84,16 @@ fn the_metrics_reference_matches_a_real_scrape() {
     assert!(matches!(status, 502 | 503), "{status}\n{}", proxy.log());
     // Its next heartbeat brings it back: the per-origin gauges have a sample again.
     proxy.register("docs-origin", rtmp, http).unwrap();
+    // A WHIP offer to an origin without a WebRTC API: the offer counter gets a sample.
+    let (status, _) = http_request(
+        proxy.api,
+        "POST",
+        "/rtc/v1/whip/?app=live&stream=docs",
+        &[],
+        "v=0\r\n",
+    )
+    .unwrap();
+    assert!(matches!(status, 502 | 503), "{status}\n{}", proxy.log());
     let scrape = proxy.metrics().unwrap();
     let families = metric_families(&scrape);
     assert!(
@@ -115,7 +125,7 @@ fn enum_variants(source: &str, name: &str) -> Vec<String> {
 fn the_metrics_reference_names_every_label_value() {
     let source = include_str!("../src/metrics.rs");
     let doc = std::fs::read_to_string(doc_path("metrics.md")).unwrap();
-    for name in ["PickResult", "RegistrationResult"] {
+    for name in ["PickResult", "RegistrationResult", "WebRtcOffer"] {
         let variants = enum_variants(source, name);
         assert!(!variants.is_empty(), "{name}");
         for variant in variants {

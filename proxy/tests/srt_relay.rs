@@ -830,3 +830,27 @@ async fn draining_refuses_new_callers_and_keeps_relaying() {
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
     wait_cleanup(&proxy, &resolver).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_address_cannot_take_more_than_its_share() {
+    let dir = TempDir::new().unwrap();
+    let limits = SrtLimits {
+        max_sessions_per_client: 1,
+        ..test_limits()
+    };
+    let (_origin, _resolver, proxy) = proxy_to_recording_origin(dir.path(), limits).await;
+    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
+    wait_until("session relaying", Duration::from_secs(5), || {
+        SrtStats::get(&proxy.stats.to_client) > 0
+    })
+    .await;
+    // A second caller from the same IP (127.0.0.1) is refused at the induction already.
+    assert_eq!(
+        raw_handshake(proxy.addr, Some("#!::r=live/other,m=request"), 0).await,
+        HandshakeType::Rejection(RejectReason::OVERLOAD)
+    );
+    assert_eq!(SrtStats::get(&proxy.stats.refused_per_client), 1);
+    assert_eq!(proxy.active(), 1);
+    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
+    assert_recorded_intact(dir.path()).await;
+}

@@ -24,6 +24,8 @@ pub mod process;
 pub mod proxy;
 /// redis-server without persistence, with stop/start for outage tests.
 pub mod redis;
+/// A real WebRTC stack (str0m) as WHIP/WHEP client and as a minimal SRS-like origin.
+pub mod webrtc;
 
 pub use ffmpeg::{
     Container, Expect, Player, ProbeResult, ProbedStream, Publisher, assert_playable, probe,

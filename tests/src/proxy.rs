@@ -67,7 +67,7 @@ impl ProxyProcess {
             log,
             _dir: dir,
         };
-        for addr in [system, rtmp, http] {
+        for addr in [system, rtmp, http, api] {
             wait_for_tcp(addr, Duration::from_secs(20))
                 .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", proxy.log()))?;
         }
@@ -104,6 +104,11 @@ impl ProxyProcess {
             .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc status"))
     }
 
+    /// Registers an origin from a full heartbeat body (e.g. one with `api` and `rtc`).
+    pub fn register_heartbeat(&self, heartbeat: &serde_json::Value) -> anyhow::Result<()> {
+        register_body(self.system, heartbeat)
+    }
+
     /// The proxy's Prometheus text.
     pub fn metrics(&self) -> anyhow::Result<String> {
         Ok(http_request(self.system, "GET", "/metrics", &[], "")?.1)
@@ -117,6 +122,11 @@ pub fn register(system: SocketAddr, server: &str, rtmp: u16, http: u16) -> anyho
         "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc", "pid": "1",
         "rtmp": [rtmp.to_string()], "http": [http.to_string()],
     });
+    register_body(system, &body)
+}
+
+/// Posts one heartbeat body to the register API at `system`; fails unless it is accepted.
+pub fn register_body(system: SocketAddr, body: &serde_json::Value) -> anyhow::Result<()> {
     let (status, text) = http_request(
         system,
         "POST",

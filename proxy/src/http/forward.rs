@@ -315,7 +315,7 @@ fn session_id(key: &StreamKey, server: &str, incarnation: &str) -> String {
 }
 
 /// The client's headers minus hop-by-hop ones, plus who the client is.
-fn forwarded_headers(incoming: &HeaderMap, client: SocketAddr) -> HeaderMap {
+pub(crate) fn forwarded_headers(incoming: &HeaderMap, client: SocketAddr) -> HeaderMap {
     let mut headers = incoming.clone();
     strip_hop_by_hop(&mut headers);
     let ip = client.ip();
@@ -347,7 +347,7 @@ fn forwarded_headers(incoming: &HeaderMap, client: SocketAddr) -> HeaderMap {
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -10,7 +10,7 @@
 //! - Requests carrying `spbhid` (segments, init sections, variant playlists) go to the origin
 //!   recorded in that session.
 
-mod forward;
+pub(crate) mod forward;
 pub mod playlist;
 pub mod request;
 pub mod server;

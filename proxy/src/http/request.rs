@@ -65,7 +65,7 @@ pub fn classify<B>(req: &Request<B>) -> Result<RequestKind, RequestError> {
     let stream_key = || {
         let vhost = query_param(query, "vhost")
             .or_else(|| query_param(query, "domain"))
-            .or_else(|| host_without_port(req).map(|host| vhost_of_host(&host)));
+            .or_else(|| host_without_port(req.headers()).map(|host| vhost_of_host(&host)));
         StreamKey::from_path(vhost.as_deref(), path)
     };
     Ok(match (extension.as_deref(), session) {
@@ -115,8 +115,9 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn host_without_port<B>(req: &Request<B>) -> Option<String> {
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+/// The Host header's host name or IP, without port or IPv6 brackets.
+pub(crate) fn host_without_port(headers: &http::HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
     let host = if let Some(rest) = host.strip_prefix('[') {
         rest.split_once(']').map_or(rest, |(ip, _)| ip)
     } else {

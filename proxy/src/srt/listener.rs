@@ -24,7 +24,7 @@ use super::{
     session::{self, PeerClock, SessionSetup, Shared},
     streamid::{StreamId, StreamIdError},
 };
-use crate::{config::SrtLimits, lifecycle::Lifecycle};
+use crate::{config::SrtLimits, lifecycle::Lifecycle, telemetry::LogLimiter};
 
 /// libsrt socket ids stay below 2^30 (bit 30 marks socket groups).
 const SOCKET_ID_LIMIT: u32 = 1 << 30;
@@ -159,7 +159,7 @@ impl Listener {
     }
 
     fn answer_induction(&mut self, induction: &Handshake, from: SocketAddr) {
-        if let Err(refusal) = self.admission() {
+        if let Err(refusal) = self.admission(from) {
             return self.refuse(induction, from, refusal);
         }
         // As libsrt: the caller's numbers and socket id come back, with version 5, the SRT
@@ -188,7 +188,7 @@ impl Listener {
             );
         }
         let stream = match self
-            .admission()
+            .admission(from)
             .and_then(|()| check_conclusion(&conclusion))
         {
             Ok(stream) => stream,
@@ -222,7 +222,7 @@ impl Listener {
     }
 
     /// Whether a new caller may come in at all.
-    fn admission(&self) -> Result<(), Refusal> {
+    fn admission(&self, from: SocketAddr) -> Result<(), Refusal> {
         if self.lifecycle.is_draining() {
             return Err(Refusal::new(
                 RejectReason::DOWN,
@@ -234,6 +234,21 @@ impl Listener {
             return Err(Refusal::new(
                 RejectReason::OVERLOAD,
                 format_args!("{max} SRT sessions are open already"),
+            ));
+        }
+        let per_client = self.shared.limits.max_sessions_per_client;
+        if per_client > 0
+            && self
+                .sessions
+                .values()
+                .filter(|entry| entry.client.ip() == from.ip())
+                .count()
+                >= per_client
+        {
+            SrtStats::add(&self.shared.stats.refused_per_client);
+            return Err(Refusal::new(
+                RejectReason::OVERLOAD,
+                format_args!("{} has {per_client} SRT sessions open already", from.ip()),
             ));
         }
         Ok(())
@@ -330,28 +345,4 @@ fn enqueue(stats: &SrtStats, entry: &SessionEntry, datagram: BytesMut) {
         SrtStats::add(&stats.queue_drops);
     }
     // Closed: the session is ending and will be forgotten shortly.
-}
-
-/// At most one log line per second for a kind of event that a hostile peer can repeat.
-#[derive(Default)]
-pub(super) struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    /// `Some(number of events not logged since the last line)` when a line may be written.
-    pub(super) fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
 }

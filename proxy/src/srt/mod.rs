@@ -93,6 +93,8 @@ pub struct SrtStats {
     pub sessions_total: AtomicU64,
     /// Handshakes refused (any reason, including origins that refused).
     pub rejected: AtomicU64,
+    /// Of those, refused because the caller's IP already had its most sessions.
+    pub refused_per_client: AtomicU64,
     /// Datagrams that were not SRT, or not for any session of their sender.
     pub garbage: AtomicU64,
     /// Datagrams dropped because a session's queue was full.

@@ -4,8 +4,8 @@
 
 use std::{
     io,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, atomic::AtomicU64},
+    net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,11 +24,10 @@ use super::{
         Handshake, HandshakeType, RejectReason, SRT_MAGIC, UDT_DGRAM, VERSION_4, VERSION_5,
         peer_ip_words,
     },
-    listener::LogLimiter,
     packet::{ControlType, Header, MAX_DATAGRAM, set_destination, shutdown_packet},
     streamid::StreamId,
 };
-use crate::config::SrtLimits;
+use crate::{config::SrtLimits, telemetry::LogLimiter, udp::DatagramCounts};
 
 /// How often a handshake packet is repeated until answered (libsrt repeats every 250 ms).
 const HANDSHAKE_RESEND: Duration = Duration::from_millis(250);
@@ -184,8 +183,8 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
     tracing::info!(
         end = end.describe(),
         seconds = started.elapsed().as_secs(),
-        to_origin = relay.total_to_origin,
-        to_client = relay.total_to_client,
+        to_origin = relay.counts.totals().0,
+        to_client = relay.counts.totals().1,
         "SRT session ended"
     );
 }
@@ -209,7 +208,7 @@ async fn connect_origin(shared: &Shared, setup: &mut SessionSetup) -> Result<Ori
         .await
         .map_err(|_| SessionError::ResolveTimeout(timeout))??;
     let origin = resolved.addr;
-    let backend = bind_backend(origin)
+    let backend = crate::udp::bind_connected(origin)
         .await
         .map_err(|source| SessionError::Bind { origin, source })?;
 
@@ -326,18 +325,6 @@ async fn send_to_client(
     }
 }
 
-/// A UDP socket of this session only, connected to the origin: the kernel then drops
-/// datagrams from anyone else and reports ICMP unreachable as errors.
-async fn bind_backend(origin: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = match origin {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(origin).await?;
-    Ok(socket)
-}
-
 fn classify_send_error(err: io::Error, origin: SocketAddr) -> SessionError {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => SessionError::OriginUnreachable(origin),
@@ -390,10 +377,7 @@ struct Relay<'a> {
     client_socket_id: u32,
     client_clock: PeerClock,
     origin: SocketAddr,
-    to_origin: u64,
-    to_client: u64,
-    total_to_origin: u64,
-    total_to_client: u64,
+    counts: DatagramCounts,
     garbage_log: LogLimiter,
 }
 
@@ -405,10 +389,7 @@ impl<'a> Relay<'a> {
             client_socket_id: setup.conclusion.socket_id,
             client_clock: setup.client_clock,
             origin,
-            to_origin: 0,
-            to_client: 0,
-            total_to_origin: 0,
-            total_to_client: 0,
+            counts: DatagramCounts::default(),
             garbage_log: LogLimiter::default(),
         }
     }
@@ -482,7 +463,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, origin.socket_id);
         match origin.backend.send(datagram).await {
-            Ok(_) => self.to_origin += 1,
+            Ok(_) => self.counts.to_origin += 1,
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
                 return Some(End::OriginUnreachable);
             }
@@ -507,7 +488,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, self.client_socket_id);
         match self.shared.socket.send_to(datagram, self.client).await {
-            Ok(_) => self.to_client += 1,
+            Ok(_) => self.counts.to_client += 1,
             Err(err) => tracing::debug!(error = %err, "send to the client failed"),
         }
         header
@@ -515,15 +496,8 @@ impl<'a> Relay<'a> {
             .then_some(End::OriginClosed)
     }
 
-    /// Moves the per-session counts into the shared counters (not per packet: they are
-    /// shared by every session and thread).
     fn flush_counts(&mut self) {
-        let add = |counter: &AtomicU64, value: u64| {
-            counter.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
-        };
-        add(&self.shared.stats.to_origin, self.to_origin);
-        add(&self.shared.stats.to_client, self.to_client);
-        self.total_to_origin += std::mem::take(&mut self.to_origin);
-        self.total_to_client += std::mem::take(&mut self.to_client);
+        let stats = &self.shared.stats;
+        self.counts.flush(&stats.to_origin, &stats.to_client);
     }
 }

@@ -1,0 +1,169 @@
+//! WebRTC UDP relay cost, proxy vs direct, measured in the same run:
+//! `cargo bench -p originstack-proxy --bench webrtc_relay`
+//!
+//! A client and an echoing origin exchange 1200-byte SRTP-shaped datagrams (first byte 0x80,
+//! the size of a video packet) over loopback UDP, once directly and once through the
+//! proxy's media relay (the session is found by the ufrag of a STUN binding request, as a
+//! real client's first check finds it):
+//! - latency: one datagram in flight, round-trip time per datagram (the proxy is crossed
+//!   twice);
+//! - throughput: a window of datagrams in flight, datagrams relayed per second.
+//!
+//! The peers are not a WebRTC stack: SRTP encryption and pacing would hide the proxy's
+//! microseconds, and the proxy never looks past the first byte of media anyway.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    thread,
+    time::Duration,
+};
+
+use support::{ping_pong, throughput};
+
+mod support;
+
+use originstack_proxy::{
+    Proxy,
+    config::Config,
+    lifecycle::Lifecycle,
+    webrtc::{self, Directory, RecordTimes, SessionRecord, WebRtcStats, stun},
+};
+
+const PAYLOAD: usize = 1200;
+const PING_PONGS: usize = 20_000;
+const WINDOW: usize = 32;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+const UFRAG: &str = "benchufrag";
+const PWD: &str = "bench-password-0123456789";
+
+/// Echoes every datagram to its sender.
+fn echo_origin() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..len], from);
+        }
+    });
+    addr
+}
+
+fn connect(to: SocketAddr, through_proxy: bool) -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(to).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    if through_proxy {
+        // The first binding request starts the session; the origin's echo of it comes back.
+        let request = stun::binding_request([3; 12], &format!("{UFRAG}:client"), PWD, true);
+        socket.send(&request).unwrap();
+        let mut buf = [0u8; 2048];
+        let len = socket.recv(&mut buf).expect("session started");
+        assert_eq!(&buf[..len], &request[..]);
+    }
+    socket
+}
+
+fn datagram(sequence: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 111];
+    packet.extend_from_slice(&sequence.to_be_bytes());
+    packet.resize(PAYLOAD, 0xab);
+    packet
+}
+
+fn sequence_of(buf: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(buf.get(2..6)?.try_into().ok()?))
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = echo_origin();
+    let (proxy_addr, stats) = runtime.block_on(async {
+        use clap::Parser;
+        let config = Config::try_parse_from(["originstack-proxy"]).unwrap();
+        let lifecycle = Lifecycle::new(Duration::from_secs(1), Duration::from_secs(2));
+        let proxy = Proxy::new(config.clone(), lifecycle.clone()).unwrap();
+        let directory = Directory::new(
+            proxy.origins.clone(),
+            RecordTimes {
+                setup: Duration::from_secs(60),
+                live: Duration::from_secs(60),
+            },
+        );
+        let record = SessionRecord {
+            stream: "__defaultVhost__/bench/echo".into(),
+            origin: "echo".into(),
+            rtc: origin,
+            pwd: PWD.into(),
+            resource: None,
+        };
+        directory
+            .publish(&[(UFRAG.to_owned(), record)], None, None)
+            .await
+            .unwrap();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stats = proxy.metrics.webrtc.clone();
+        runtime.spawn(webrtc::serve_media(
+            socket,
+            directory,
+            config.webrtc.clone(),
+            stats.clone(),
+            lifecycle,
+        ));
+        // Keep the proxy's shared state alive for the whole run.
+        std::mem::forget(proxy);
+        (addr, stats)
+    });
+
+    let direct = connect(origin, false);
+    let proxied = connect(proxy_addr, true);
+    // Warm up both paths (allocator, caches, task wake-ups).
+    let is_echo = |buf: &[u8], sequence| sequence_of(buf) == Some(sequence);
+    let round_trips = |socket| ping_pong(socket, PING_PONGS, datagram, is_echo);
+    round_trips(&direct);
+    round_trips(&proxied);
+
+    let direct_latency = round_trips(&direct);
+    let proxied_latency = round_trips(&proxied);
+    let (direct_rate, direct_lost) = throughput(&direct, WINDOW, THROUGHPUT_FOR, datagram);
+    let (proxied_rate, proxied_lost) = throughput(&proxied, WINDOW, THROUGHPUT_FOR, datagram);
+
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "WebRTC relay, {PAYLOAD}-byte datagrams over loopback, {} CPUs",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "round trip, median: direct {:.1} µs, proxy {:.1} µs -> proxy/direct {:.2}, added {:.1} µs per round trip, {:.1} µs per datagram relayed",
+        micros(direct_latency.median),
+        micros(proxied_latency.median),
+        proxied_latency.median.as_secs_f64() / direct_latency.median.as_secs_f64(),
+        micros(proxied_latency.median.saturating_sub(direct_latency.median)),
+        micros(proxied_latency.median.saturating_sub(direct_latency.median)) / 2.0,
+    );
+    println!(
+        "round trip, p99:    direct {:.1} µs, proxy {:.1} µs",
+        micros(direct_latency.p99),
+        micros(proxied_latency.p99)
+    );
+    println!(
+        "echoes/s ({WINDOW} in flight): direct {direct_rate:.0} (lost {direct_lost}), proxy {proxied_rate:.0} (lost {proxied_lost}) -> proxy/direct {:.2}; the proxy relayed {:.0} datagrams/s",
+        proxied_rate / direct_rate,
+        proxied_rate * 2.0,
+    );
+    // The relay flushes its counters about once a second.
+    thread::sleep(Duration::from_millis(1200));
+    println!(
+        "proxy counters: to origin {}, to client {}, queue drops {}",
+        WebRtcStats::get(&stats.to_origin),
+        WebRtcStats::get(&stats.to_client),
+        WebRtcStats::get(&stats.queue_drops)
+    );
+}
