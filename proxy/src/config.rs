@@ -399,6 +399,11 @@ impl HttpConfig {
         }
     }
 
+    /// The WHIP/WHEP API: offers are small, so its connection cap is the system API's.
+    pub fn api_limits(&self) -> crate::http::server::HttpLimits {
+        self.system_limits()
+    }
+
     pub fn system_limits(&self) -> crate::http::server::HttpLimits {
         crate::http::server::HttpLimits {
             header_timeout: self.header_timeout,

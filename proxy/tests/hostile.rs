@@ -1,6 +1,6 @@
 //! Hostile traffic on every port of one proxy at once, while a healthy stream plays through it:
-//! slowloris on the HTTP ports, half-open RTMP handshakes, random UDP on the WebRTC and SRT
-//! ports, and a registration flood from another address. The stream must stay smooth, every
+//! slowloris on the three HTTP ports, half-open RTMP handshakes, random UDP on the WebRTC and
+//! SRT ports, oversized SDP offers, and a registration flood from another address. The stream must stay smooth, every
 //! attacking connection must be closed, and the proxy's memory must stay bounded.
 
 mod rtmp_support;
@@ -123,6 +123,37 @@ fn udp_noise(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> Join
     })
 }
 
+/// WHIP offers of 8 MiB, one after another until `stop`: each must be refused (413) without
+/// the proxy reading it all, and the connection closed.
+fn oversized_offers(api: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let sdp = format!(
+            "v=0\r\n{}",
+            "a=x-padding:0123456789abcdef\r\n".repeat(8 * 1024 * 1024 / 30)
+        );
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut socket) = TcpStream::connect(api) else {
+                continue;
+            };
+            let _ = socket.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = socket.set_write_timeout(Some(Duration::from_secs(5)));
+            tally.sent.fetch_add(1, Ordering::Relaxed);
+            let head = format!(
+                "POST /rtc/v1/whip/?app=live&stream=big HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+                sdp.len()
+            );
+            let _ = socket.write_all(head.as_bytes());
+            // The proxy answers and closes before the body is all sent; the write then fails.
+            let _ = socket.write_all(sdp.as_bytes());
+            let mut answer = Vec::new();
+            let _ = socket.read_to_end(&mut answer);
+            if String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413") {
+                tally.limited.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
 /// Registrations as fast as `connections` keep-alive connections from 127.0.0.2 can send
 /// them, each naming a new origin, until `stop`.
 fn register_flood(
@@ -231,7 +262,9 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
     let rss_before = proxy.rss_bytes().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (slow_http, slow_system, half_open, udp, flood) = (
+    let (slow_http, slow_system, slow_api, half_open, udp, flood, offers) = (
+        Arc::new(Tally::default()),
+        Arc::new(Tally::default()),
         Arc::new(Tally::default()),
         Arc::new(Tally::default()),
         Arc::new(Tally::default()),
@@ -256,6 +289,14 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
             HEADER_TIMEOUT,
             slow_system.clone(),
         ),
+        trickle(
+            proxy.api,
+            100,
+            slow_head,
+            b"X-A: b\r\n",
+            HEADER_TIMEOUT,
+            slow_api.clone(),
+        ),
         // C0 and a third of C1, then silence.
         trickle(
             proxy.rtmp,
@@ -268,6 +309,7 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
         udp_noise(proxy.webrtc, stop.clone(), udp.clone()),
         udp_noise(proxy.srt, stop.clone(), udp.clone()),
         register_flood(proxy.system, 4, stop.clone(), flood.clone()),
+        oversized_offers(proxy.api, stop.clone(), offers.clone()),
     ];
 
     // The healthy stream, sampled while the attack runs; a real origin at another address
@@ -301,19 +343,24 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
     let flood_rate = get(&flood.sent) as f64 / ATTACK.as_secs_f64();
     eprintln!(
         "healthy stream: played {gained:?} in {ATTACK:?}, longest stall {longest_stall:?}\n\
-         slowloris HTTP {}/{} closed in time, system API {}/{}; half-open RTMP {}/{}\n\
+         slowloris HTTP {}/{} closed in time, system API {}/{}, WebRTC API {}/{}; half-open RTMP {}/{}\n\
          UDP noise {} datagrams; registrations {} ({flood_rate:.0}/s): {} accepted, {} limited\n\
+         8 MiB SDP offers: {} sent, {} refused with 413\n\
          proxy RSS {:.1} MiB -> {:.1} MiB",
         get(&slow_http.closed_in_time),
         get(&slow_http.opened),
         get(&slow_system.closed_in_time),
         get(&slow_system.opened),
+        get(&slow_api.closed_in_time),
+        get(&slow_api.opened),
         get(&half_open.closed_in_time),
         get(&half_open.opened),
         get(&udp.sent),
         get(&flood.sent),
         get(&flood.accepted),
         get(&flood.limited),
+        get(&offers.sent),
+        get(&offers.limited),
         rss_before as f64 / 1048576.0,
         rss_after as f64 / 1048576.0,
     );
@@ -332,6 +379,7 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
     for (what, tally) in [
         ("slowloris HTTP", &slow_http),
         ("slowloris system API", &slow_system),
+        ("slowloris WebRTC API", &slow_api),
         ("half-open RTMP", &half_open),
     ] {
         assert!(get(&tally.opened) > 0, "{what}: no connection opened");
@@ -350,6 +398,12 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
         get(&flood.limited) > 0 && get(&flood.accepted) <= limit,
         "the flood was not limited: {} accepted (limit {limit})",
         get(&flood.accepted)
+    );
+    assert!(
+        get(&offers.sent) > 0 && get(&offers.limited) == get(&offers.sent),
+        "oversized offers: {} sent, {} refused",
+        get(&offers.sent),
+        get(&offers.limited)
     );
     assert!(
         rss_after < rss_before + 64 * 1024 * 1024,

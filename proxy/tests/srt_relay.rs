@@ -297,9 +297,10 @@ fn assert_h264_aac_320x240(path: &Path) {
     assert_eq!(size, Some((320, 240)), "{path:?}");
 }
 
-/// What the origin recorded must be what ffmpeg sent: a prefix of the local copy (libsrt may
-/// cut the last packets when the publisher closes) covering nearly all of it.
-fn assert_prefix_of(received: &Path, sent: &Path) {
+/// What the origin recorded must be what ffmpeg sent for `seconds`: a prefix of the local copy
+/// missing at most its last second (libsrt drops what is still in flight or in the receiver's
+/// latency window when the publisher closes; how much depends on the machine's load).
+fn assert_prefix_of(received: &Path, sent: &Path, seconds: u32) {
     let received_bytes = fs::read(received).unwrap();
     let sent_bytes = fs::read(sent).unwrap();
     eprintln!(
@@ -317,8 +318,9 @@ fn assert_prefix_of(received: &Path, sent: &Path) {
         received_bytes.len(),
         sent_bytes.len()
     );
+    let seconds = seconds.max(2) as usize;
     assert!(
-        received_bytes.len() * 100 >= sent_bytes.len() * 95,
+        received_bytes.len() * seconds >= sent_bytes.len() * (seconds - 1),
         "only {} of {} bytes arrived",
         received_bytes.len(),
         sent_bytes.len()
@@ -357,11 +359,12 @@ async fn wait_ffmpeg_done(dir: &Path, name: &str, ffmpeg: ChildGuard) {
     );
 }
 
-/// Once the publisher is done: the recording origin wrote what the publisher sent.
-async fn assert_recorded_intact(dir: &Path) -> PathBuf {
+/// Once the publisher (of `seconds` of media) is done: the recording origin wrote what the
+/// publisher sent.
+async fn assert_recorded_intact(dir: &Path, seconds: u32) -> PathBuf {
     let recorded = dir.join("origin.out");
     settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.join("publisher.ts"));
+    assert_prefix_of(&recorded, &dir.join("publisher.ts"), seconds);
     recorded
 }
 
@@ -400,7 +403,7 @@ async fn ffmpeg_publish_reaches_the_origin_intact() {
     let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 4);
     wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
 
-    let recorded = assert_recorded_intact(dir.path()).await;
+    let recorded = assert_recorded_intact(dir.path(), 4).await;
     assert_h264_aac_320x240(&recorded);
 
     assert_resolved_once(&resolver, true);
@@ -541,7 +544,7 @@ async fn garbage_datagrams_do_not_disturb_a_running_session() {
 
     wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
     thrower.await.unwrap();
-    let recorded = assert_recorded_intact(dir.path()).await;
+    let recorded = assert_recorded_intact(dir.path(), 4).await;
     assert_h264_aac_320x240(&recorded);
     assert_eq!(
         SrtStats::get(&proxy.stats.garbage),
@@ -680,7 +683,7 @@ async fn dead_origins_are_refused_without_stalling_other_sessions() {
     }
 
     wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path()).await;
+    assert_recorded_intact(dir.path(), 5).await;
     assert!(SrtStats::get(&proxy.stats.rejected) >= 2);
     wait_cleanup(&proxy, &resolver).await;
 }
@@ -817,7 +820,7 @@ async fn draining_refuses_new_callers_and_keeps_relaying() {
     assert_eq!(refusal, HandshakeType::Rejection(RejectReason::DOWN));
 
     wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path()).await;
+    assert_recorded_intact(dir.path(), 5).await;
     // The last session ended: the listener stops and the drain completes before its grace.
     tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -852,5 +855,5 @@ async fn one_client_address_cannot_take_more_than_its_share() {
     assert_eq!(SrtStats::get(&proxy.stats.refused_per_client), 1);
     assert_eq!(proxy.active(), 1);
     wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path()).await;
+    assert_recorded_intact(dir.path(), 5).await;
 }

@@ -7,17 +7,13 @@ mod register;
 
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, State},
-    http::{Request, StatusCode, header},
+    extract::State,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use futures::FutureExt;
-use hyper::body::Incoming;
 use serde_json::json;
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use crate::{Proxy, http::server};
 
@@ -41,22 +37,13 @@ pub fn router(proxy: Proxy) -> Router {
 pub async fn serve(listener: TcpListener, proxy: Proxy) {
     let limits = proxy.config.http.system_limits();
     let lifecycle = proxy.lifecycle.clone();
-    let app = router(proxy);
-    server::serve(
+    server::serve_router(
         listener,
         "system API",
         limits,
         server::Role::Control,
         lifecycle,
-        move |req: Request<Incoming>, client: SocketAddr| {
-            let mut req = req.map(axum::body::Body::new);
-            // Handlers that need the client address (rate limits) read it from here.
-            req.extensions_mut().insert(ConnectInfo(client));
-            app.clone().oneshot(req).map(|answer| match answer {
-                Ok(response) => response,
-                Err(never) => match never {},
-            })
-        },
+        router(proxy),
     )
     .await;
 }

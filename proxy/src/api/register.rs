@@ -1,12 +1,6 @@
 //! `POST /api/v1/srs/register`: SRS heartbeats (`heartbeat { ports on; }`).
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     Extension, Json,
@@ -21,6 +15,7 @@ use super::error;
 use crate::{
     Proxy,
     discovery::Refusal,
+    http::server::Connection,
     metrics::RegistrationResult,
     origins::{BackendError, Registered, parse_heartbeat},
 };
@@ -69,12 +64,13 @@ impl RateLimit {
 pub(super) async fn register(
     State(proxy): State<Proxy>,
     Extension(limit): Extension<RateLimit>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Connection>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let metrics = proxy.metrics.clone();
+    let client = peer.client;
     if !limit.allows(client.ip()) {
         metrics.record_registration(RegistrationResult::rate_limited);
         return error(

@@ -57,9 +57,9 @@ pub async fn serve(listener: TcpListener, proxy: Proxy) {
         proxy.config.http.streaming_limits(),
         server::Role::Sessions,
         proxy.lifecycle.clone(),
-        move |req, client| {
+        move |req, peer: server::Connection| {
             let state = state.clone();
-            async move { handle(&state, req, client).await }
+            async move { handle(&state, req, peer.client).await }
         },
     )
     .await;

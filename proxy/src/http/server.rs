@@ -12,6 +12,15 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::lifecycle::Lifecycle;
 
+/// Both ends of a client's TCP connection: who it is and which proxy address it reached
+/// (WebRTC answers name that address when no public one is configured). Routers find it in
+/// the request extensions as `ConnectInfo<Connection>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+}
+
 /// Bounds of one HTTP listener.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -53,7 +62,7 @@ pub async fn serve<H, F, B>(
     lifecycle: Lifecycle,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Connection) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -82,12 +91,16 @@ pub async fn serve<H, F, B>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let peer = Connection {
+            client,
+            local: stream.local_addr().unwrap_or(client),
+        };
         let handler = handler.clone();
         let terminate = lifecycle.terminate().clone();
         let connection = async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
-                let answer = handler(req, client);
+                let answer = handler(req, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -115,4 +128,27 @@ pub async fn serve<H, F, B>(
         }
     }
     tracing::info!(listener = what, "stopped accepting");
+}
+
+/// Serves an axum `router` with [`serve`]; handlers may extract `ConnectInfo<Connection>`.
+pub async fn serve_router(
+    listener: TcpListener,
+    what: &'static str,
+    limits: HttpLimits,
+    role: Role,
+    lifecycle: Lifecycle,
+    router: axum::Router,
+) {
+    use futures::FutureExt;
+    use tower::ServiceExt;
+    serve(listener, what, limits, role, lifecycle, move |req, peer| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        router.clone().oneshot(req).map(|answer| match answer {
+            Ok(response) => response,
+            Err(never) => match never {},
+        })
+    })
+    .await;
 }

@@ -16,11 +16,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, Path, Request, State, connect_info::Connected},
+    extract::{ConnectInfo, Path, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{any, post},
-    serve::IncomingStream,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::{
@@ -38,6 +37,7 @@ use crate::{
     http::{
         forward::{forwarded_headers, strip_hop_by_hop},
         request::{host_without_port, query_param},
+        server,
     },
     metrics::WebRtcOffer,
     origins::{PickError, Protocol, StreamKey, StreamKeyError, vhost_of_host},
@@ -50,19 +50,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESOURCE_PATH: &str = "/rtc/v1/resource/";
 
 /// The client's TCP connection: who it is and which proxy address it reached.
-#[derive(Debug, Clone, Copy)]
-pub struct Conn {
-    pub client: SocketAddr,
-    pub local: SocketAddr,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        let client = *stream.remote_addr();
-        let local = stream.io().local_addr().unwrap_or(client);
-        Self { client, local }
-    }
-}
+pub type Conn = crate::http::server::Connection;
 
 pub(super) struct Signalling {
     proxy: Proxy,
@@ -201,14 +189,15 @@ pub(super) fn router(proxy: Proxy, directory: Arc<Directory>, media_port: u16) -
 
 /// Serves signalling until the proxy drains; media sessions go on in the UDP relay.
 pub(super) async fn serve(listener: TcpListener, router: Router, proxy: Proxy) {
-    let draining = proxy.lifecycle.draining().clone();
-    let app = router.into_make_service_with_connect_info::<Conn>();
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { draining.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %err, "WebRTC signalling server failed");
-    }
+    server::serve_router(
+        listener,
+        "WebRTC signalling",
+        proxy.config.http.api_limits(),
+        server::Role::Sessions,
+        proxy.lifecycle.clone(),
+        router,
+    )
+    .await;
 }
 
 /// SRS allows every origin; browser WHIP/WHEP clients must also read `Location` and `ETag`.
