@@ -41,6 +41,10 @@ pub struct NginxRtmpConfig {
     pub hls_fragment: Duration,
     /// How much media the HLS playlist keeps (`hls_playlist_length`).
     pub hls_playlist_length: Duration,
+    /// Write HLS at all; benchmarks with many streams turn it off so the origin only relays.
+    pub hls: bool,
+    /// nginx `worker_connections`: every publisher and player is one.
+    pub worker_connections: u32,
 }
 
 impl Default for NginxRtmpConfig {
@@ -49,6 +53,8 @@ impl Default for NginxRtmpConfig {
             apps: vec!["live".to_owned(), "app".to_owned()],
             hls_fragment: Duration::from_secs(1),
             hls_playlist_length: Duration::from_secs(6),
+            hls: true,
+            worker_connections: 1024,
         }
     }
 }
@@ -403,6 +409,8 @@ fn render_config(
     let dir = dir.display();
     let fragment = config.hls_fragment.as_millis().max(1);
     let playlist = config.hls_playlist_length.as_millis().max(1);
+    let worker_connections = config.worker_connections.max(16);
+    let hls = if config.hls { "on" } else { "off" };
     let mut conf = String::new();
     if let Some(module) = module {
         let _ = writeln!(conf, "load_module \"{}\";", module.display());
@@ -417,7 +425,7 @@ pid "{dir}/nginx.pid";
 lock_file "{dir}/nginx.lock";
 error_log "{dir}/error.log" info;
 events {{
-    worker_connections 1024;
+    worker_connections {worker_connections};
 }}
 rtmp {{
     # Without it the module opens the compiled-in /var/log/nginx/access.log.
@@ -433,7 +441,7 @@ rtmp {{
             r#"        application {app} {{
             live on;
             record off;
-            hls on;
+            hls {hls};
             hls_path "{dir}/hls/{app}";
             hls_fragment {fragment}ms;
             hls_playlist_length {playlist}ms;

@@ -1,0 +1,176 @@
+//! The standard scenarios of `make bench`. Each measures its subject and its baseline in the
+//! same repeat, against real peers (nginx-rtmp, redis-server, the real proxy binary), and
+//! returns a [`ScenarioResult`].
+
+pub mod fanout;
+pub mod idle;
+pub mod pick;
+pub mod relay;
+pub mod streams;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use originstack_e2e::{NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    procstat,
+    progress::Progress,
+    register::{self, Heartbeat},
+    report::{Figure, ScenarioResult},
+    rtmp_load::Counters,
+};
+
+/// Everything the scenarios share.
+pub struct Bench {
+    /// The `originstack-proxy` binary under test.
+    pub proxy_bin: PathBuf,
+    pub repeats: usize,
+    /// Length of each measuring window.
+    pub window: Duration,
+    pub progress: Arc<Progress>,
+    work: tempfile::TempDir,
+    light: OnceLock<PathBuf>,
+    heavy: OnceLock<PathBuf>,
+}
+
+impl Bench {
+    pub fn new(proxy_bin: PathBuf, repeats: usize, window: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            proxy_bin.is_file(),
+            "no proxy binary at {} (build it: cargo build --release -p originstack-proxy)",
+            proxy_bin.display()
+        );
+        Ok(Self {
+            proxy_bin,
+            repeats: repeats.max(1),
+            window,
+            progress: Arc::new(Progress::new()),
+            work: tempfile::Builder::new().prefix("originstack-bench-").tempdir()?,
+            light: OnceLock::new(),
+            heavy: OnceLock::new(),
+        })
+    }
+
+    /// The 320x240 sample (made on first use).
+    pub fn light_sample(&self) -> anyhow::Result<&Path> {
+        sample(&self.light, || crate::media::light_sample(self.work.path()))
+    }
+
+    /// The 1280x720 20 Mbit/s sample (made on first use).
+    pub fn heavy_sample(&self) -> anyhow::Result<&Path> {
+        sample(&self.heavy, || crate::media::heavy_sample(self.work.path()))
+    }
+
+    /// The real proxy binary on free loopback ports (in-memory load balancer) with `envs`.
+    pub fn start_proxy(&self, envs: &[(&str, String)]) -> anyhow::Result<ProxyProcess> {
+        ProxyProcess::start(&self.proxy_bin.to_string_lossy(), envs)
+    }
+}
+
+fn sample(
+    cell: &OnceLock<PathBuf>,
+    make: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<&Path> {
+    if cell.get().is_none() {
+        let _ = cell.set(make()?);
+    }
+    Ok(cell.get().expect("set above"))
+}
+
+/// An nginx-rtmp origin that only relays (no HLS) and takes `connections` clients.
+pub fn relay_origin(connections: u32) -> anyhow::Result<NginxRtmpOrigin> {
+    NginxRtmpOrigin::start_with(NginxRtmpConfig {
+        apps: vec!["live".into()],
+        hls: false,
+        worker_connections: connections + 64,
+        ..NginxRtmpConfig::default()
+    })
+}
+
+/// Registers an origin with the proxy and heartbeats it (every 5 s, well inside the default
+/// 30 s TTL) until the returned token is cancelled or dropped.
+pub async fn register_origin(
+    proxy: &ProxyProcess,
+    heartbeat: Heartbeat,
+) -> anyhow::Result<tokio_util::sync::DropGuard> {
+    let stop = CancellationToken::new();
+    register::keep_registered(proxy.system, heartbeat, Duration::from_secs(5), stop.clone())
+        .await
+        .context("register the origin with the proxy")?;
+    Ok(stop.drop_guard())
+}
+
+/// When and under what load a scenario ran.
+pub struct Clock {
+    measured_at: String,
+    load_before: [f64; 3],
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self {
+            measured_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            load_before: procstat::load_average().unwrap_or_default(),
+        }
+    }
+
+    pub fn finish(
+        self,
+        id: &str,
+        title: &str,
+        method: String,
+        repeats: usize,
+        figures: Vec<Figure>,
+        notes: Vec<String>,
+    ) -> ScenarioResult {
+        ScenarioResult {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            method,
+            measured_at: self.measured_at,
+            load_before: self.load_before,
+            load_after: procstat::load_average().unwrap_or_default(),
+            repeats,
+            figures,
+            notes,
+        }
+    }
+}
+
+/// Waits until `n` sessions of a crowd are up; fails when one failed or `timeout` passed.
+pub async fn wait_up(
+    progress: &Progress,
+    what: &str,
+    counters: &Counters,
+    n: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (up, failed) = (counters.up(), counters.failed());
+        progress.status(format!("{what}: {up}/{n} up, {failed} failed"));
+        anyhow::ensure!(failed == 0, "{failed} of {n} {what} failed (see the log above)");
+        if up >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {up} of {n} {what} were up after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh stream name per session, so an origin that has not yet seen the previous run's
+/// publisher leave never refuses a publish.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
