@@ -252,19 +252,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn print_figures(result: &ScenarioResult) {
-    for figure in &result.figures {
-        let ratio = originstack_bench::stats::Spread::of(&figure.ratios());
-        println!(
-            "{:<60} {} {:>8} {}  vs {} {:>8}  ratio {}",
-            format!("{}: {}", result.id, figure.label),
-            figure.subject,
-            report::number(originstack_bench::stats::Spread::of(&figure.values).map_or(f64::NAN, |s| s.median)),
-            figure.unit,
-            figure.baseline,
-            report::number(originstack_bench::stats::Spread::of(&figure.baselines).map_or(f64::NAN, |s| s.median)),
-            ratio.map_or("–".into(), |r| report::number(r.median)),
-        );
-    }
+    print!("{}", report::summary(result));
 }
 
 /// Renders bench/report.md (and report.png) from every scenario result saved under `out`.

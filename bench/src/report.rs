@@ -238,6 +238,26 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
     out
 }
 
+/// One line per figure, medians only: what a terminal run prints.
+pub fn summary(result: &ScenarioResult) -> String {
+    let median = |values: &[f64]| number(Spread::of(values).map_or(f64::NAN, |s| s.median));
+    let mut out = String::new();
+    for figure in &result.figures {
+        let _ = writeln!(
+            out,
+            "{:<58} {} {} {} vs {} {}: ratio {}",
+            format!("{}: {}", result.id, figure.label),
+            figure.subject,
+            median(&figure.values),
+            figure.unit,
+            figure.baseline,
+            median(&figure.baselines),
+            median(&figure.ratios()),
+        );
+    }
+    out
+}
+
 fn load_text(load: [f64; 3]) -> String {
     format!("{:.2} / {:.2} / {:.2}", load[0], load[1], load[2])
 }
