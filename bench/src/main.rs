@@ -357,7 +357,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         }
         None => {
             progress.step("encoding a 320x240 sample");
-            media::light_sample(dir.path())?
+            media::light_sample()?
         }
     };
     let tags = media::tags(&sample)?;

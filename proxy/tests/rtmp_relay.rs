@@ -12,41 +12,44 @@ use std::{
     time::Duration,
 };
 
-use originstack_proxy::rtmp::RtmpLimits;
-use support::{
-    NginxRtmp, Proxy, TestResolver, eventually, probe, publish, sample_flv, sample_probe,
+use originstack_e2e::{
+    NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, http_request, redis::RedisServer,
 };
+use originstack_proxy::rtmp::RtmpLimits;
+use support::{Proxy, TestResolver, carriers, eventually, playable, probe_once};
 
-fn origins(n: usize) -> Vec<NginxRtmp> {
+/// `n` origins without HLS (these tests play RTMP only; HLS muxing costs CPU).
+fn origins(n: usize) -> Vec<NginxRtmpOrigin> {
     (0..n)
-        .map(|_| NginxRtmp::start().expect("start nginx-rtmp"))
+        .map(|_| {
+            NginxRtmpOrigin::start_with(NginxRtmpConfig {
+                hls: false,
+                ..Default::default()
+            })
+            .expect("start nginx-rtmp")
+        })
         .collect()
 }
 
-/// Which origins carry `stream` right now.
-fn carriers(origins: &[NginxRtmp], stream: &str) -> Vec<SocketAddr> {
-    origins
-        .iter()
-        .filter(|o| {
-            o.published_streams()
-                .unwrap_or_default()
-                .iter()
-                .any(|s| s == stream)
-        })
-        .map(|o| o.rtmp)
-        .collect()
+const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
+
+fn publish(url: &str) -> Publisher {
+    Publisher::looping_sample(url).expect("start ffmpeg")
+}
+
+fn addrs(origins: &[NginxRtmpOrigin]) -> Vec<SocketAddr> {
+    origins.iter().map(NginxRtmpOrigin::rtmp_addr).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
-    sample_flv();
     let origins = origins(3);
-    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let leases = resolver.leases();
     let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
 
     // The token in the query travels to the origin with the stream name.
-    let mut publisher = publish(&format!("{}?token=secret", proxy.url("cam1"))).unwrap();
+    let mut publisher = publish(&format!("{}?token=secret", proxy.url("cam1")));
     assert!(
         eventually(Duration::from_secs(15), || carriers(&origins, "cam1").len()
             == 1)
@@ -63,16 +66,10 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
         "the publisher holds one lease"
     );
 
-    let seen = probe(&proxy.url("cam1")).await.unwrap();
-    assert_eq!(seen, sample_probe());
+    playable(&proxy.url("cam1")).await.unwrap();
     // Played straight from the owning origin too: the proxy relayed media untouched.
-    let direct = probe(&format!(
-        "rtmp://{}/live/cam1",
-        resolver.origin_of_stream("cam1")
-    ))
-    .await
-    .unwrap();
-    assert_eq!(direct, sample_probe());
+    let direct = format!("rtmp://{}/live/cam1", resolver.origin_of_stream("cam1"));
+    playable(&direct).await.unwrap();
 
     publisher.ensure_running().unwrap();
     publisher.kill();
@@ -89,53 +86,114 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
     );
 }
 
+/// Two proxy binaries share one redis-server; three origins heartbeat to A only. Thirty
+/// publishers, alternating between A and B, spread evenly over all origins; each stream is on
+/// exactly the origin both replicas name as its owner, and a player through the other replica
+/// meets its publisher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_streams_spread_over_three_origins_and_meet_their_players() {
-    sample_flv();
+async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_publisher() {
+    let redis = RedisServer::start().unwrap();
     let origins = origins(3);
-    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
-    let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
+    let replica = || {
+        ProxyProcess::start(
+            PROXY,
+            &[
+                ("PROXY_LOAD_BALANCER_TYPE", "redis".into()),
+                ("PROXY_REDIS_URL", redis.url()),
+                // No heartbeat loop in this test: keep the registrations alive throughout.
+                ("PROXY_ORIGIN_TTL", "300s".into()),
+            ],
+        )
+        .unwrap()
+    };
+    let replicas = [replica(), replica()];
+    for (i, origin) in origins.iter().enumerate() {
+        replicas[0]
+            .register(
+                &format!("origin-{i}"),
+                origin.rtmp_port(),
+                origin.http_port(),
+            )
+            .unwrap();
+    }
+    let server_of: HashMap<String, SocketAddr> = origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (format!("origin-{i}"), o.rtmp_addr()))
+        .collect();
+    let url = |replica: &ProxyProcess, name: &str| format!("rtmp://{}/live/{name}", replica.rtmp);
 
     let names: Vec<String> = (0..30).map(|i| format!("stream{i}")).collect();
-    let mut publishers: Vec<_> = names
+    let mut publishers: Vec<Publisher> = names
         .iter()
-        .map(|name| publish(&proxy.url(name)).unwrap())
+        .enumerate()
+        .map(|(i, name)| publish(&url(&replicas[i % 2], name)))
         .collect();
-    let all_up = eventually(Duration::from_secs(30), || {
-        let published: usize = origins
-            .iter()
-            .map(|o| o.published_streams().unwrap_or_default().len())
-            .sum();
-        published == names.len()
+    let all_up = eventually(Duration::from_secs(40), || {
+        names.iter().all(|name| carriers(&origins, name).len() == 1)
     })
     .await;
-    assert!(all_up, "not every stream reached an origin");
+    let logs = || format!("A:\n{}\nB:\n{}", replicas[0].log(), replicas[1].log());
+    assert!(
+        all_up,
+        "not every stream reached exactly one origin\n{}",
+        logs()
+    );
 
+    // Both replicas name the same owner, and it is the origin that carries the stream.
+    let owners = |replica: &ProxyProcess| -> HashMap<String, String> {
+        let (status, body) =
+            http_request(replica.system, "GET", "/api/v1/streams", &[], "").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+        listing["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let stream = s["stream"].as_str().unwrap();
+                let name = stream.rsplit('/').next().unwrap().to_owned();
+                (name, s["origin"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let (seen_by_a, seen_by_b) = (owners(&replicas[0]), owners(&replicas[1]));
+    assert_eq!(seen_by_a, seen_by_b, "the replicas disagree on owners");
     let mut per_origin: HashMap<SocketAddr, usize> = HashMap::new();
     for name in &names {
         let on = carriers(&origins, name);
+        let owner = seen_by_a
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no owner"));
         assert_eq!(
             on,
-            vec![resolver.origin_of_stream(name)],
-            "{name} must be on exactly its owner"
+            vec![server_of[owner]],
+            "{name} must be on its owner {owner}"
         );
         *per_origin.entry(on[0]).or_default() += 1;
     }
-    assert_eq!(
-        per_origin.len(),
-        3,
-        "streams spread over all origins: {per_origin:?}"
+    let (fewest, most) = (
+        per_origin.values().min().copied().unwrap_or(0),
+        per_origin.values().max().copied().unwrap_or(0),
+    );
+    assert!(
+        per_origin.len() == 3 && most - fewest <= 2,
+        "streams spread evenly over all origins: {per_origin:?}"
     );
 
-    // Every publisher meets its player, ten players at a time.
+    // Every publisher meets its player through the other replica, ten players at a time.
     for batch in names.chunks(10) {
         let probes = batch.iter().map(|name| {
-            let url = proxy.url(name);
-            async move { (url.clone(), probe(&url).await) }
+            let index = names.iter().position(|n| n == name).unwrap();
+            let through = url(&replicas[(index + 1) % 2], name);
+            async move { (through.clone(), playable(&through).await) }
         });
-        for (url, seen) in futures::future::join_all(probes).await {
-            assert_eq!(seen.unwrap(), sample_probe(), "{url}");
+        for (through, seen) in futures::future::join_all(probes).await {
+            seen.unwrap_or_else(|err| panic!("{through}: {err:#}\n{}", logs()));
         }
+    }
+    for name in &names {
+        assert_eq!(carriers(&origins, name).len(), 1, "{name} moved or doubled");
     }
     for publisher in &mut publishers {
         publisher.ensure_running().unwrap();
@@ -183,16 +241,15 @@ fn closed_by_proxy(mut socket: TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_closes_only_its_own_connection() {
-    sample_flv();
     let origins = origins(1);
-    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(2),
         max_message_size: 1024 * 1024,
         ..Default::default()
     };
     let proxy = Proxy::start(resolver, limits).await;
-    let mut publisher = publish(&proxy.url("healthy")).unwrap();
+    let mut publisher = publish(&proxy.url("healthy"));
     assert!(
         eventually(Duration::from_secs(15), || carriers(&origins, "healthy")
             .len()
@@ -248,7 +305,7 @@ async fn hostile_input_closes_only_its_own_connection() {
         .ensure_running()
         .expect("the healthy publisher was not disturbed");
     assert_eq!(carriers(&origins, "healthy").len(), 1);
-    assert_eq!(probe(&proxy.url("healthy")).await.unwrap(), sample_probe());
+    playable(&proxy.url("healthy")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +319,7 @@ async fn unreachable_origin_and_connection_limit_refuse_cleanly() {
         ..Default::default()
     };
     let proxy = Proxy::start(resolver, limits).await;
-    let err = probe(&proxy.url("nowhere")).await.unwrap_err();
+    let err = probe_once(&proxy.url("nowhere")).await.unwrap_err();
     assert!(err.to_string().contains("failed"), "{err:#}");
     assert!(
         eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
@@ -302,8 +359,13 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
 
     // nginx-rtmp reads the frame type without masking the Enhanced RTMP flag bit, so it would
     // hold these frames back waiting for a key frame; SRS origins know the flag.
-    let origins = [NginxRtmp::start_with("wait_key off;").unwrap()];
-    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let origin = NginxRtmpOrigin::start_with(NginxRtmpConfig {
+        hls: false,
+        app_directives: "wait_key off;".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let resolver = Arc::new(TestResolver::new(vec![origin.rtmp_addr()]));
     let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
     let key = RtmpStreamKey {
         vhost: "__defaultVhost__".into(),
@@ -406,19 +468,18 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_for_a_dead_origin_land_on_a_live_one() {
-    sample_flv();
     let mut origins = origins(2);
-    let resolver = Arc::new(TestResolver::new(origins.iter().map(|o| o.rtmp).collect()));
+    let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
     // A stream owned by the second origin, which then dies.
-    let doomed = origins[1].rtmp;
+    let doomed = origins[1].rtmp_addr();
     let name = (0..)
         .map(|i| format!("moving{i}"))
         .find(|n| resolver.origin_of_stream(n) == doomed)
         .unwrap();
     origins[1].kill();
 
-    let mut publisher = publish(&proxy.url(&name)).unwrap();
+    let mut publisher = publish(&proxy.url(&name));
     let survivor = &origins[..1];
     assert!(
         eventually(Duration::from_secs(15), || carriers(survivor, &name).len()
@@ -426,18 +487,17 @@ async fn publishes_for_a_dead_origin_land_on_a_live_one() {
         .await,
         "the publish did not reach the live origin"
     );
-    assert_eq!(probe(&proxy.url(&name)).await.unwrap(), sample_probe());
+    playable(&proxy.url(&name)).await.unwrap();
     publisher.ensure_running().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_stops_accepting_while_relays_run_on() {
-    sample_flv();
     let origins = origins(1);
-    let resolver = Arc::new(TestResolver::new(vec![origins[0].rtmp]));
+    let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let leases = resolver.leases();
     let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
-    let mut publisher = publish(&proxy.url("draining")).unwrap();
+    let mut publisher = publish(&proxy.url("draining"));
     assert!(
         eventually(Duration::from_secs(15), || carriers(&origins, "draining")
             .len()

@@ -9,8 +9,9 @@ use std::{
     fmt::Write as _,
     fs::File,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -104,58 +105,44 @@ impl PublisherBuilder {
             Some(container) => container,
             None => Container::for_url(&self.url)?,
         };
-        let dir = tempfile::Builder::new()
-            .prefix("ffmpeg-publisher-")
-            .tempdir()
-            .context("create the publisher temp dir")?;
-        let log_path = dir.path().join("ffmpeg.log");
-        let progress_path = dir.path().join("progress");
-        let log = File::create(&log_path).context("create ffmpeg.log")?;
         let (width, height, fps) = (self.width, self.height, self.fps);
-
-        let mut command = Command::new("ffmpeg");
-        command
-            .args(words("-hide_banner -nostdin -nostats -loglevel warning"))
-            .arg("-progress")
-            .arg(&progress_path)
-            // -re on both inputs: real-time pace, as a live encoder sends.
-            .args(["-re", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=size={width}x{height}:rate={fps}"))
-            .args(words(
-                "-re -f lavfi -i sine=frequency=440:sample_rate=44100",
-            ))
-            .args(["-map", "0:v", "-map", "1:a"]);
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |words: &[&str]| args.extend(words.iter().map(|w| w.to_string()));
+        // -re on both inputs: real-time pace, as a live encoder sends.
+        push(&["-re", "-f", "lavfi", "-i"]);
+        push(&[&format!("testsrc2=size={width}x{height}:rate={fps}")]);
+        push(&[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+        ]);
+        push(&["-map", "0:v", "-map", "1:a"]);
         if let Some(duration) = self.duration {
-            command
-                .arg("-t")
-                .arg(format!("{:.3}", duration.as_secs_f64()));
+            push(&["-t", &format!("{:.3}", duration.as_secs_f64())]);
         }
         let gop = fps.to_string();
-        command
-            .args(words(
-                "-c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p",
-            ))
-            .args(["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
-            .args(["-c:a", "aac", "-b:a", "64k"])
-            .args(["-f", container.ffmpeg_format()]);
-        if container == Container::Flv {
-            // A live target cannot seek back to patch duration and size in the header.
-            command.args(["-flvflags", "no_duration_filesize"]);
-        }
-        command
-            .arg(&self.url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        without_http_proxy(&mut command);
-        let process = ChildGuard::spawn(format!("ffmpeg publisher to {}", self.url), &mut command)?;
-        Ok(Publisher {
-            process,
-            url: self.url,
-            log_path,
-            progress_path,
-            _dir: dir,
-        })
+        push(&[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ]);
+        push(&[
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            &gop,
+            "-keyint_min",
+            &gop,
+            "-sc_threshold",
+            "0",
+        ]);
+        push(&["-c:a", "aac", "-b:a", "64k"]);
+        Publisher::spawn(self.url, &args, container)
     }
 }
 
@@ -172,6 +159,55 @@ impl Publisher {
     /// Publishes 320x240 at 25 fps to `url` with the container the URL implies.
     pub fn start(url: impl Into<String>) -> anyhow::Result<Self> {
         Self::builder(url).start()
+    }
+
+    /// Publishes [`sample_flv`] to `url` in a loop at its real pace without re-encoding
+    /// (`-c copy`): the same H.264 + AAC 320x240 picture as [`Publisher::start`] at almost no
+    /// CPU, so a test can run dozens of publishers on a small machine.
+    pub fn looping_sample(url: impl Into<String>) -> anyhow::Result<Self> {
+        let url = url.into();
+        let container = Container::for_url(&url)?;
+        let sample = sample_flv()?.display().to_string();
+        let args: Vec<String> = ["-re", "-stream_loop", "-1", "-i", &sample, "-c", "copy"]
+            .map(String::from)
+            .into();
+        Self::spawn(url, &args, container)
+    }
+
+    /// Runs ffmpeg with `media_args` (inputs and codecs), writing `container` to `url`.
+    fn spawn(url: String, media_args: &[String], container: Container) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("ffmpeg-publisher-")
+            .tempdir()
+            .context("create the publisher temp dir")?;
+        let log_path = dir.path().join("ffmpeg.log");
+        let progress_path = dir.path().join("progress");
+        let log = File::create(&log_path).context("create ffmpeg.log")?;
+        let mut command = Command::new("ffmpeg");
+        command
+            .args(words("-hide_banner -nostdin -nostats -loglevel warning"))
+            .arg("-progress")
+            .arg(&progress_path)
+            .args(media_args)
+            .args(["-f", container.ffmpeg_format()]);
+        if container == Container::Flv {
+            // A live target cannot seek back to patch duration and size in the header.
+            command.args(["-flvflags", "no_duration_filesize"]);
+        }
+        command
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        without_http_proxy(&mut command);
+        let process = ChildGuard::spawn(format!("ffmpeg publisher to {url}"), &mut command)?;
+        Ok(Publisher {
+            process,
+            url,
+            log_path,
+            progress_path,
+            _dir: dir,
+        })
     }
 
     pub fn builder(url: impl Into<String>) -> PublisherBuilder {
@@ -478,6 +514,51 @@ pub fn assert_playable(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A 10 s H.264 + AAC FLV of `testsrc` (320x240, 25 fps, a keyframe a second, 1 kHz tone),
+/// encoded once per test process and kept in a temporary directory until it exits.
+pub fn sample_flv() -> anyhow::Result<&'static Path> {
+    static SAMPLE: OnceLock<Result<(tempfile::TempDir, PathBuf), String>> = OnceLock::new();
+    let sample = SAMPLE.get_or_init(|| {
+        let make = || -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+            let dir = tempfile::Builder::new().prefix("sample-flv-").tempdir()?;
+            let path = dir.path().join("sample.flv");
+            encode_test_pattern(&path, "testsrc=size=320x240:rate=25", &["-g", "25"])?;
+            Ok((dir, path))
+        };
+        make().map_err(|err| format!("{err:#}"))
+    });
+    match sample {
+        Ok((_, path)) => Ok(path),
+        Err(err) => bail!("cannot make the sample FLV: {err}"),
+    }
+}
+
+/// Encodes 10 s of the lavfi video `source` and a 1 kHz sine to an H.264 + AAC FLV at
+/// `path`; `video_args` adds x264 options (GOP, profile...).
+pub fn encode_test_pattern(path: &Path, source: &str, video_args: &[&str]) -> anyhow::Result<()> {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(words(
+            "-hide_banner -nostdin -loglevel error -y -f lavfi -i",
+        ))
+        .arg(source)
+        .args(words(
+            "-f lavfi -i sine=frequency=1000:sample_rate=48000 -t 10 \
+             -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+        ))
+        .args(video_args)
+        .args(words("-c:a aac -b:a 128k -f flv"))
+        .arg(path)
+        .stdin(Stdio::null());
+    let output = command.output().context("run ffmpeg")?;
+    ensure!(
+        output.status.success(),
+        "ffmpeg could not encode {source}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
 }
 
 /// An SRT caller URL for ffmpeg/ffprobe with `streamid` percent-encoded, as SRT stream ids

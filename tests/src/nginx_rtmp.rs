@@ -41,8 +41,10 @@ pub struct NginxRtmpConfig {
     pub hls_fragment: Duration,
     /// How much media the HLS playlist keeps (`hls_playlist_length`).
     pub hls_playlist_length: Duration,
-    /// Write HLS at all; benchmarks with many streams turn it off so the origin only relays.
+    /// Whether the applications write HLS (off saves CPU when many streams run at once).
     pub hls: bool,
+    /// Extra directives for every application, e.g. `wait_key off;`.
+    pub app_directives: String,
     /// nginx `worker_connections`: every publisher and player is one.
     pub worker_connections: u32,
 }
@@ -54,6 +56,7 @@ impl Default for NginxRtmpConfig {
             hls_fragment: Duration::from_secs(1),
             hls_playlist_length: Duration::from_secs(6),
             hls: true,
+            app_directives: String::new(),
             worker_connections: 1024,
         }
     }
@@ -409,8 +412,9 @@ fn render_config(
     let dir = dir.display();
     let fragment = config.hls_fragment.as_millis().max(1);
     let playlist = config.hls_playlist_length.as_millis().max(1);
-    let worker_connections = config.worker_connections.max(16);
     let hls = if config.hls { "on" } else { "off" };
+    let extra = &config.app_directives;
+    let worker_connections = config.worker_connections.max(16);
     let mut conf = String::new();
     if let Some(module) = module {
         let _ = writeln!(conf, "load_module \"{}\";", module.display());
@@ -445,6 +449,7 @@ rtmp {{
             hls_path "{dir}/hls/{app}";
             hls_fragment {fragment}ms;
             hls_playlist_length {playlist}ms;
+            {extra}
         }}
 "#
         );

@@ -59,7 +59,7 @@ impl Bench {
 
     /// The 320x240 sample (made on first use).
     pub fn light_sample(&self) -> anyhow::Result<&Path> {
-        sample(&self.light, || crate::media::light_sample(self.work.path()))
+        sample(&self.light, crate::media::light_sample)
     }
 
     /// The 1280x720 20 Mbit/s sample (made on first use).

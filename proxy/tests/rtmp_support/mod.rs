@@ -1,141 +1,24 @@
-//! Real peers for the RTMP tests and benchmark: nginx with the RTMP module as origins,
-//! ffmpeg/ffprobe as clients, and a resolver that spreads streams over the origins.
+//! For the RTMP tests and benchmark: the RTMP listener in this process with a resolver that
+//! spreads streams over real origins (nginx-rtmp from `originstack_e2e`), and ffprobe checks.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    net::SocketAddr,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use futures::future::BoxFuture;
-use originstack_e2e::{ChildGuard, free_port, wait_for_tcp};
+use originstack_e2e::{Expect, NginxRtmpOrigin, assert_playable, probe};
 use originstack_proxy::{
     lifecycle::Lifecycle,
     rtmp::{self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStreamKey},
 };
 use tokio::net::TcpListener;
-
-/// An nginx process with the RTMP module: one `live` application, and the RTMP statistics
-/// page on HTTP so tests can see which streams it carries.
-pub struct NginxRtmp {
-    pub rtmp: SocketAddr,
-    pub http: SocketAddr,
-    child: ChildGuard,
-    dir: tempfile::TempDir,
-}
-
-impl NginxRtmp {
-    pub fn start() -> anyhow::Result<Self> {
-        Self::start_with("")
-    }
-
-    /// With extra directives in the `live` application.
-    pub fn start_with(live_directives: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let rtmp: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let d = dir.path().display();
-        let config = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-events {{ worker_connections 1024; }}
-rtmp {{
-    server {{
-        listen {rtmp};
-        chunk_size 4096;
-        application live {{ live on; {live_directives} }}
-    }}
-}}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen {http};
-        location /stat {{ rtmp_stat all; }}
-    }}
-}}
-"#
-        );
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, config)?;
-        let child = ChildGuard::spawn(
-            format!("nginx-rtmp on {rtmp}"),
-            Command::new("nginx")
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?;
-        let mut origin = Self {
-            rtmp,
-            http,
-            child,
-            dir,
-        };
-        let started = wait_for_tcp(rtmp, Duration::from_secs(10))
-            .and_then(|_| wait_for_tcp(http, Duration::from_secs(10)));
-        if let Err(err) = started {
-            origin.child.ensure_running()?;
-            return Err(err.context(origin.error_log()));
-        }
-        Ok(origin)
-    }
-
-    pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    /// Names of the streams being published on this origin's `live` application.
-    pub fn published_streams(&self) -> anyhow::Result<Vec<String>> {
-        let mut socket = TcpStream::connect_timeout(&self.http, Duration::from_secs(5))?;
-        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(socket, "GET /stat HTTP/1.0\r\nHost: origin\r\n\r\n")?;
-        let mut body = String::new();
-        socket.read_to_string(&mut body)?;
-        // <stream><name>NAME</name>...<publishing/>...</stream>
-        let mut names = Vec::new();
-        for stream in body.split("<stream>").skip(1) {
-            let stream = stream.split("</stream>").next().unwrap_or_default();
-            if !stream.contains("<publishing/>") {
-                continue;
-            }
-            if let Some(name) = stream
-                .split("<name>")
-                .nth(1)
-                .and_then(|s| s.split("</name>").next())
-            {
-                names.push(name.to_owned());
-            }
-        }
-        Ok(names)
-    }
-
-    pub fn kill(&mut self) {
-        self.child.kill();
-    }
-}
 
 /// Stream ownership for tests: the origin is picked by a hash of the stream key, so a stream
 /// always lands on the same origin and many streams spread over all of them. Each lease
@@ -266,130 +149,33 @@ impl Drop for Proxy {
     }
 }
 
-/// Encodes 10 s of an ffmpeg test pattern (`source`, a lavfi video source) and a sine tone
-/// to an H.264 + AAC FLV at `path`.
-pub fn encode_test_pattern(path: &Path, source: &str, video_args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            source,
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args([
-            "-t",
-            "10",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(video_args)
-        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
-        .arg(path)
-        .status()
-        .context("run ffmpeg")?;
-    anyhow::ensure!(status.success(), "ffmpeg could not encode {source}");
-    Ok(())
+/// The picture every test publisher sends ([`originstack_e2e::Publisher::looping_sample`]).
+pub fn sample() -> Expect {
+    Expect::h264_aac(320, 240)
 }
 
-/// A 320x240 H.264 + AAC FLV, 10 s long, made once per test process.
-pub fn sample_flv() -> &'static Path {
-    static SAMPLE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = SAMPLE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir for the sample");
-        let path = dir.path().join("sample.flv");
-        encode_test_pattern(&path, "testsrc=size=320x240:rate=25", &["-g", "25"])
-            .expect("make the sample FLV");
-        (dir, path)
-    });
-    path
+/// Plays `url` with ffprobe (off the async workers) until it decodes as the sample does.
+pub async fn playable(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        assert_playable(&url, &sample(), Duration::from_secs(30)).map(drop)
+    })
+    .await?
 }
 
-/// ffmpeg publishing the sample in a loop at its real rate (`-re`), as a live encoder would.
-pub fn publish(url: &str) -> anyhow::Result<ChildGuard> {
-    ChildGuard::spawn(
-        format!("ffmpeg publishing {url}"),
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(sample_flv())
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
+/// One ffprobe attempt at `url`, to see a refusal.
+pub async fn probe_once(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || probe(&url, Duration::from_secs(15)).map(drop)).await?
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Probe {
-    pub video: Option<(String, u64, u64)>,
-    pub audio: Option<String>,
-}
-
-/// What ffprobe sees when playing `url`.
-pub async fn probe(url: &str) -> anyhow::Result<Probe> {
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-rw_timeout",
-                "15000000",
-                "-show_entries",
-                "stream=codec_type,codec_name,width,height",
-            ])
-            .args(["-of", "json", url])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .with_context(|| format!("ffprobe {url} timed out"))??;
-    anyhow::ensure!(
-        output.status.success(),
-        "ffprobe {url} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let mut probe = Probe::default();
-    for stream in json["streams"].as_array().into_iter().flatten() {
-        let codec = stream["codec_name"].as_str().unwrap_or_default().to_owned();
-        match stream["codec_type"].as_str() {
-            Some("video") => {
-                probe.video = Some((
-                    codec,
-                    stream["width"].as_u64().unwrap_or(0),
-                    stream["height"].as_u64().unwrap_or(0),
-                ));
-            }
-            Some("audio") => probe.audio = Some(codec),
-            _ => {}
-        }
-    }
-    Ok(probe)
-}
-
-/// The probe a player of the sample must see.
-pub fn sample_probe() -> Probe {
-    Probe {
-        video: Some(("h264".into(), 320, 240)),
-        audio: Some("aac".into()),
-    }
+/// Which of `origins` carry a published `live/<stream>` right now.
+pub fn carriers(origins: &[NginxRtmpOrigin], stream: &str) -> Vec<SocketAddr> {
+    origins
+        .iter()
+        .filter(|o| o.has_stream("live", stream).unwrap_or(false))
+        .map(NginxRtmpOrigin::rtmp_addr)
+        .collect()
 }
 
 /// Polls `check` until it holds or `timeout` passes.
