@@ -50,7 +50,13 @@ fn rows(scenarios: &[ScenarioResult]) -> Vec<Row> {
                 Bound::ValueAtMost => None,
             });
             rows.push(Row {
-                label: format!("{}. {} ÷ {}: {}", i + 1, figure.subject, figure.baseline, figure.label),
+                label: format!(
+                    "{}. {} ÷ {}: {}",
+                    i + 1,
+                    figure.subject,
+                    figure.baseline,
+                    figure.label
+                ),
                 ratio,
                 target,
             });
@@ -73,12 +79,18 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult]) -> anyhow::Result<bool> {
         .fold(1.2f64, f64::max)
         * 1.08;
     let (label_area, caption) = if with_text {
-        (620, "ratio to the baseline measured in the same run (bar: median, whiskers: min–max, red: target)")
+        (
+            620,
+            "ratio to the baseline measured in the same run (bar: median, whiskers: min–max, red: target)",
+        )
     } else {
         (20, "")
     };
     let mut builder = ChartBuilder::on(&root);
-    builder.margin(12).x_label_area_size(if with_text { 30 } else { 8 }).y_label_area_size(label_area);
+    builder
+        .margin(12)
+        .x_label_area_size(if with_text { 30 } else { 8 })
+        .y_label_area_size(label_area);
     if with_text {
         builder.caption(caption, ("sans-serif", 18));
     }
@@ -86,17 +98,18 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult]) -> anyhow::Result<bool> {
     let mut chart = builder.build_cartesian_2d(0f64..top, (0..n).into_segmented())?;
     let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     let label_of = |v: &SegmentValue<i32>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-            labels.get((n - 1 - *i) as usize).cloned().unwrap_or_default()
-        }
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels
+            .get((n - 1 - *i) as usize)
+            .cloned()
+            .unwrap_or_default(),
         SegmentValue::Last => String::new(),
     };
     let mut mesh = chart.configure_mesh();
     mesh.disable_y_mesh().x_desc("");
     if with_text {
         mesh.y_label_formatter(&label_of)
-        .y_labels(rows.len())
-        .label_style(("sans-serif", 13));
+            .y_labels(rows.len())
+            .label_style(("sans-serif", 13));
     } else {
         mesh.x_labels(0).y_labels(0);
     }

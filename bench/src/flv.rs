@@ -76,8 +76,12 @@ impl Tag {
     pub fn is_header(&self) -> bool {
         match self.kind {
             kind::DATA_AMF0 => true,
-            kind::VIDEO => self.payload.len() >= 2 && self.payload[0] & 0x0F == 7 && self.payload[1] == 0,
-            kind::AUDIO => self.payload.len() >= 2 && self.payload[0] >> 4 == 10 && self.payload[1] == 0,
+            kind::VIDEO => {
+                self.payload.len() >= 2 && self.payload[0] & 0x0F == 7 && self.payload[1] == 0
+            }
+            kind::AUDIO => {
+                self.payload.len() >= 2 && self.payload[0] >> 4 == 10 && self.payload[1] == 0
+            }
             _ => false,
         }
     }
@@ -234,8 +238,14 @@ mod tests {
         assert!(!tag(kind::AUDIO, 0, &[0xAF, 1, 0x12]).is_header());
         assert!(tag(kind::DATA_AMF0, 0, b"x").is_header());
         let message = tag(kind::AUDIO, 5, &[0xAF, 1]).to_message();
-        assert_eq!((message.csid, message.type_id, message.stream_id), (4, 8, 1));
-        assert_eq!(Tag::from_message(&message), Some(tag(kind::AUDIO, 5, &[0xAF, 1])));
+        assert_eq!(
+            (message.csid, message.type_id, message.stream_id),
+            (4, 8, 1)
+        );
+        assert_eq!(
+            Tag::from_message(&message),
+            Some(tag(kind::AUDIO, 5, &[0xAF, 1]))
+        );
     }
 
     #[test]
@@ -253,6 +263,9 @@ mod tests {
         ));
         let mut bytes = stream(&[tag(kind::VIDEO, 0, &[0x17, 0])]);
         bytes[13] = 3;
-        assert!(matches!(read_file(&bytes), Err(FlvError::BadTagType { kind: 3, .. })));
+        assert!(matches!(
+            read_file(&bytes),
+            Err(FlvError::BadTagType { kind: 3, .. })
+        ));
     }
 }

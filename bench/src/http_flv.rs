@@ -134,7 +134,10 @@ async fn play_inner(
 /// Where the origin's FLV comes from.
 pub enum OriginSource {
     /// A live stream played over RTMP (from nginx-rtmp) and fanned out to every player.
-    Live { rtmp: SocketAddr, target: RtmpTarget },
+    Live {
+        rtmp: SocketAddr,
+        target: RtmpTarget,
+    },
     /// A sample served in a loop at full speed to each player.
     Loop { tags: Vec<Tag> },
 }

@@ -21,7 +21,11 @@ use originstack_bench::{
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "originstack-bench", version, about = "OriginStack load generator and benchmarks")]
+#[command(
+    name = "originstack-bench",
+    version,
+    about = "OriginStack load generator and benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,11 @@ struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Scenarios to run, in this order: relay, streams, fanout, pick, idle, sim.
-    #[arg(long, value_delimiter = ',', default_value = "relay,streams,fanout,pick,idle,sim")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relay,streams,fanout,pick,idle,sim"
+    )]
     only: Vec<String>,
     /// Repeats of every scenario (min/median/max are taken over them).
     #[arg(long, default_value_t = 3)]
@@ -87,16 +95,16 @@ struct RunArgs {
 
 #[derive(Args, Clone)]
 struct SimArgs {
-    #[arg(long = "sim-streams", default_value_t = 10_000)]
+    #[arg(id = "sim_streams", long = "sim-streams", default_value_t = 10_000)]
     streams: usize,
-    #[arg(long = "sim-origins", default_value_t = 100)]
+    #[arg(id = "sim_origins", long = "sim-origins", default_value_t = 100)]
     origins: usize,
-    #[arg(long = "sim-proxies", default_value_t = 10)]
+    #[arg(id = "sim_proxies", long = "sim-proxies", default_value_t = 10)]
     proxies: usize,
     /// Origin TTL of the simulated cluster (re-ownership must take at most this + 1 s).
-    #[arg(long = "sim-origin-ttl", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(id = "sim_origin_ttl", long = "sim-origin-ttl", default_value = "5s", value_parser = humantime::parse_duration)]
     origin_ttl: Duration,
-    #[arg(long = "sim-repeats", default_value_t = 3)]
+    #[arg(id = "sim_repeats", long = "sim-repeats", default_value_t = 3)]
     repeats: usize,
 }
 
@@ -163,8 +171,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(result) = roles::dispatch() {
         return result;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
@@ -261,8 +269,8 @@ fn write_report(output: &OutputArgs) -> anyhow::Result<()> {
     for name in ORDER {
         let path = output.out.join(format!("{name}.json"));
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let result: ScenarioResult = serde_json::from_str(&text)
-                .with_context(|| format!("read {}", path.display()))?;
+            let result: ScenarioResult =
+                serde_json::from_str(&text).with_context(|| format!("read {}", path.display()))?;
             results.push(result);
         }
     }
@@ -334,7 +342,11 @@ async fn watch(progress: &Progress, what: &str, counters: &Counters, n: usize, d
     let seconds = started.elapsed().as_secs_f64();
     let total = counters.media_bytes() as f64 * 8.0 / 1000.0 / seconds;
     progress.finish();
-    println!("{what}: {n} started, {} up, {} failed", counters.up(), counters.failed());
+    println!(
+        "{what}: {n} started, {} up, {} failed",
+        counters.up(),
+        counters.failed()
+    );
     println!(
         "media: {:.0} kbit/s in total, {:.0} kbit/s per session, {} frames over {seconds:.0} s",
         total,
@@ -364,7 +376,10 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let span = media::loop_span_ms(&tags);
     let messages: Arc<Vec<_>> = Arc::new(tags.iter().map(|t| t.to_message()).collect());
     if args.full_speed {
-        progress.step(format!("publishing {} at full speed for {:?}", args.url, args.duration));
+        progress.step(format!(
+            "publishing {} at full speed for {:?}",
+            args.url, args.duration
+        ));
         let rate = rtmp_load::publish_full_speed(
             addr,
             &target,
@@ -398,7 +413,14 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         })
         .collect();
     progress.step(format!("{} publishers to {}", args.streams, args.url));
-    watch(&progress, "publishers", &counters, args.streams, args.duration).await;
+    watch(
+        &progress,
+        "publishers",
+        &counters,
+        args.streams,
+        args.duration,
+    )
+    .await;
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -415,13 +437,27 @@ async fn play(args: PlayArgs) -> anyhow::Result<()> {
         let target = RtmpTarget::parse(&args.url)?;
         let addr = target.addr()?;
         (0..args.players)
-            .map(|_| tokio::spawn(rtmp_load::play(addr, target.clone(), counters.clone(), stop.clone())))
+            .map(|_| {
+                tokio::spawn(rtmp_load::play(
+                    addr,
+                    target.clone(),
+                    counters.clone(),
+                    stop.clone(),
+                ))
+            })
             .collect()
     } else {
         let target = http_flv::HttpFlvTarget::parse(&args.url)?;
         let addr = target.addr()?;
         (0..args.players)
-            .map(|_| tokio::spawn(http_flv::play(addr, target.clone(), counters.clone(), stop.clone())))
+            .map(|_| {
+                tokio::spawn(http_flv::play(
+                    addr,
+                    target.clone(),
+                    counters.clone(),
+                    stop.clone(),
+                ))
+            })
             .collect()
     };
     progress.step(format!("{} players of {}", args.players, args.url));
@@ -435,7 +471,9 @@ async fn play(args: PlayArgs) -> anyhow::Result<()> {
 
 async fn register_origins(args: RegisterArgs) -> anyhow::Result<()> {
     let api = rtmp_load::resolve(
-        args.api.rsplit_once(':').map_or(args.api.as_str(), |(h, _)| h),
+        args.api
+            .rsplit_once(':')
+            .map_or(args.api.as_str(), |(h, _)| h),
         args.api
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
@@ -461,6 +499,9 @@ async fn register_origins(args: RegisterArgs) -> anyhow::Result<()> {
     tokio::time::sleep(args.duration).await;
     stop.cancel();
     progress.finish();
-    println!("{} origins heartbeated for {:?}", args.origins, args.duration);
+    println!(
+        "{} origins heartbeated for {:?}",
+        args.origins, args.duration
+    );
     Ok(())
 }

@@ -68,7 +68,10 @@ pub async fn send(api: SocketAddr, heartbeat: &Heartbeat) -> anyhow::Result<()> 
         .header(header::HOST, api.to_string())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(heartbeat.body())))?;
-    let response = sender.send_request(request).await.context("POST register")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("POST register")?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     driver.abort();

@@ -191,7 +191,10 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
     }
     out.push('\n');
     if let Some(chart) = &info.chart {
-        let _ = writeln!(out, "![median ratio to baseline, min–max whiskers]({chart})\n");
+        let _ = writeln!(
+            out,
+            "![median ratio to baseline, min–max whiskers]({chart})\n"
+        );
     }
     if let Some(note) = &info.chart_note {
         let _ = writeln!(out, "{note}\n");
@@ -213,7 +216,11 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
         for figure in &scenario.figures {
             let target = match (&figure.target, figure.verdict()) {
                 (Some(target), Some((_, met))) => {
-                    format!("{}: {}", target.text, if met { "met" } else { "**missed**" })
+                    format!(
+                        "{}: {}",
+                        target.text,
+                        if met { "met" } else { "**missed**" }
+                    )
                 }
                 _ => String::new(),
             };
@@ -328,10 +335,16 @@ mod tests {
             chart_note: None,
         };
         let text = render(&info, &[scenario(vec![relay])]);
-        assert!(text.contains("| relay >= 80% | RTMP relay | 1.50× | yes |"), "{text}");
+        assert!(
+            text.contains("| relay >= 80% | RTMP relay | 1.50× | yes |"),
+            "{text}"
+        );
         assert!(text.contains("proxy: 580 / **600** / 620"), "{text}");
         assert!(text.contains("1.50 / **1.51** / 1.51×"), "{text}");
-        assert!(text.contains("load average 0.50 / 1.00 / 1.50 before"), "{text}");
+        assert!(
+            text.contains("load average 0.50 / 1.00 / 1.50 before"),
+            "{text}"
+        );
         assert!(text.contains("![median ratio"), "{text}");
         assert!(text.contains("A note."));
     }

@@ -35,13 +35,21 @@ const SOURCE: &str = "ORIGINSTACK_BENCH_SOURCE";
 
 /// What a helper process forwards to or serves.
 pub enum RoleConfig {
-    TcpRelay { upstream: SocketAddr },
-    TcpRelay64k { upstream: SocketAddr },
+    TcpRelay {
+        upstream: SocketAddr,
+    },
+    TcpRelay64k {
+        upstream: SocketAddr,
+    },
     IdleFloor,
     /// HTTP-FLV from a live RTMP stream.
-    FlvOriginLive { rtmp: String },
+    FlvOriginLive {
+        rtmp: String,
+    },
     /// HTTP-FLV of a sample file in a loop, as fast as players read.
-    FlvOriginLoop { file: PathBuf },
+    FlvOriginLoop {
+        file: PathBuf,
+    },
 }
 
 impl RoleConfig {
@@ -59,6 +67,13 @@ impl RoleConfig {
 /// helper and `main` should return.
 pub fn dispatch() -> Option<anyhow::Result<()>> {
     let role = std::env::var(ROLE).ok()?;
+    // Warnings (an HTTP-FLV player falling behind, a lost RTMP source) reach the run's stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
     let run = || -> anyhow::Result<()> {
         let listen: SocketAddr = std::env::var(LISTEN)
             .context("no listen address")?

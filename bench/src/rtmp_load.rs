@@ -77,7 +77,9 @@ pub fn split_host_port(authority: &str, default_port: u16) -> anyhow::Result<(St
             .split_once(']')
             .with_context(|| format!("bad address {authority:?}"))?;
         let port = match rest.strip_prefix(':') {
-            Some(port) => port.parse().with_context(|| format!("bad port in {authority:?}"))?,
+            Some(port) => port
+                .parse()
+                .with_context(|| format!("bad port in {authority:?}"))?,
             None => default_port,
         };
         return Ok((host.to_owned(), port));
@@ -320,10 +322,7 @@ mod tests {
             }
         );
         assert_eq!(RtmpTarget::parse("rtmp://h/a/s").unwrap().port, 1935);
-        assert_eq!(
-            RtmpTarget::parse("rtmp://[::1]:1/a/s").unwrap().host,
-            "::1"
-        );
+        assert_eq!(RtmpTarget::parse("rtmp://[::1]:1/a/s").unwrap().host, "::1");
         assert!(RtmpTarget::parse("http://h/a/s").is_err());
         assert!(RtmpTarget::parse("rtmp://h/a").is_err());
         assert!(RtmpTarget::parse("rtmp://h:x/a/s").is_err());

@@ -17,7 +17,9 @@ use std::{
 use originstack_e2e::redis::RedisServer;
 use originstack_proxy::{
     metrics::Metrics,
-    origins::{Origins, RedisBalancer, RedisSettings, StreamKey, StreamLease, Timing, parse_heartbeat},
+    origins::{
+        Origins, RedisBalancer, RedisSettings, StreamKey, StreamLease, Timing, parse_heartbeat,
+    },
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio_util::sync::CancellationToken;
@@ -110,14 +112,19 @@ async fn cluster(redis: &RedisServer, config: &SimConfig, prefix: &str) -> anyho
                 },
                 timing,
             )?;
-            Ok(Origins::new(Arc::new(backend), timing, Arc::new(Metrics::new())))
+            Ok(Origins::new(
+                Arc::new(backend),
+                timing,
+                Arc::new(Metrics::new()),
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut rng = StdRng::seed_from_u64(7);
     let mut heartbeats = Vec::new();
     let every = config.origin_ttl / 3;
     for i in 0..config.origins {
-        let mut beat = Heartbeat::local(&server_name(i), 20_000 + i as u16, Some(40_000 + i as u16));
+        let mut beat =
+            Heartbeat::local(&server_name(i), 20_000 + i as u16, Some(40_000 + i as u16));
         beat.cpu_percent = f64::from(rng.random_range(0..60u32));
         let origin = parse_heartbeat(beat.body().as_bytes())?;
         proxies[i % proxies.len()].register(&origin).await?;
@@ -204,7 +211,10 @@ pub async fn round(
     let owner_of = |held: &[StreamLease]| -> HashSet<String> {
         held.iter().map(|l| l.origin().server.clone()).collect()
     };
-    let conflicts = leases.values().filter(|held| owner_of(held).len() > 1).count();
+    let conflicts = leases
+        .values()
+        .filter(|held| owner_of(held).len() > 1)
+        .count();
     let listing: HashMap<String, String> = proxies[0]
         .streams()
         .await?
@@ -311,22 +321,26 @@ pub async fn run(progress: &Progress, config: &SimConfig) -> anyhow::Result<Scen
     let clock = Clock::start();
     let redis = RedisServer::start()?;
     let ttl_plus_one = (config.origin_ttl + Duration::from_secs(1)).as_secs_f64();
-    let mut conflicts = Figure::new(
-        "streams with two owners",
+    let mut conflicts = Figure::new("streams with two owners", "streams", "conflicts", "streams")
+        .with_target(Bound::ValueAtMost, 0.0, "zero ownership conflicts");
+    let mut busiest = Figure::new(
+        "streams on the busiest origin",
         "streams",
-        "conflicts",
-        "streams",
+        "busiest",
+        "mean",
     )
-    .with_target(Bound::ValueAtMost, 0.0, "zero ownership conflicts");
-    let mut busiest = Figure::new("streams on the busiest origin", "streams", "busiest", "mean")
-        .with_target(Bound::RatioAtMost, 1.15, "busiest origin ≤ 1.15 × the mean");
+    .with_target(Bound::RatioAtMost, 1.15, "busiest origin ≤ 1.15 × the mean");
     let mut busiest_after = Figure::new(
         "streams on the busiest origin after the kill",
         "streams",
         "busiest",
         "mean",
     )
-    .with_target(Bound::RatioAtMost, 1.15, "busiest origin ≤ 1.15 × the mean, after a kill");
+    .with_target(
+        Bound::RatioAtMost,
+        1.15,
+        "busiest origin ≤ 1.15 × the mean, after a kill",
+    );
     let mut slowest = Figure::new(
         "re-owned after the kill, slowest stream",
         "s",
@@ -338,7 +352,12 @@ pub async fn run(progress: &Progress, config: &SimConfig) -> anyhow::Result<Scen
         1.0,
         "every stream of a killed origin re-owned within TTL + 1 s",
     );
-    let mut median = Figure::new("re-owned after the kill, median stream", "s", "median", "TTL + 1 s");
+    let mut median = Figure::new(
+        "re-owned after the kill, median stream",
+        "s",
+        "median",
+        "TTL + 1 s",
+    );
     let mut notes = Vec::new();
     for repeat in 1..=config.repeats {
         let r = round(&redis, config, repeat, progress).await?;
@@ -356,7 +375,10 @@ pub async fn run(progress: &Progress, config: &SimConfig) -> anyhow::Result<Scen
             reowned.map_or(f64::NAN, |l| l.max.as_secs_f64())
         };
         slowest.push(worst, ttl_plus_one);
-        median.push(reowned.map_or(f64::NAN, |l| l.p50.as_secs_f64()), ttl_plus_one);
+        median.push(
+            reowned.map_or(f64::NAN, |l| l.p50.as_secs_f64()),
+            ttl_plus_one,
+        );
         notes.push(format!(
             "Repeat {repeat}: {} sessions claimed in {:.1} s (pick p50 {:.1} ms, p99 {:.1} ms under \
              that load); {} conflicting answers, {} owners differing from Redis's listing; killed \
@@ -373,6 +395,9 @@ pub async fn run(progress: &Progress, config: &SimConfig) -> anyhow::Result<Scen
             r.conflicts_after_kill
         ));
     }
+    // Let the replicas' background renewers see their `Origins` gone before Redis stops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(redis);
     let method = format!(
         "{} proxy replicas in one process, each with its own `Origins` and `RedisBalancer` (its \
          own Redis connection, as separate proxy processes have), on one real redis-server. {} \

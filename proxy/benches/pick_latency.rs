@@ -16,7 +16,12 @@ fn env_or(name: &str, default: usize) -> usize {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let progress = Progress::new();
-    let result = pick::run(&progress, env_or("REPEATS", 3), env_or("ITERATIONS", 20_000)).await?;
+    let result = pick::run(
+        &progress,
+        env_or("REPEATS", 3),
+        env_or("ITERATIONS", 20_000),
+    )
+    .await?;
     progress.finish();
     print!("{}", report::summary(&result));
     Ok(())

@@ -12,8 +12,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use originstack_bench::{
-    report,
-    roles,
+    report, roles,
     scenarios::{self, Bench},
 };
 

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use originstack_proxy::rtmp::chunk::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bench, Clock, register_origin, relay_origin, wait_up};
+use super::{Bench, Clock, relay_origin, wait_up};
 use crate::{
     http_flv::{self, HttpFlvTarget},
     media, procstat,
@@ -31,7 +31,9 @@ struct PlayCost {
 pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult> {
     let clock = Clock::start();
     let progress = &bench.progress;
-    progress.step(format!("HTTP-FLV fan-out, {players} players: setting up origins"));
+    progress.step(format!(
+        "HTTP-FLV fan-out, {players} players: setting up origins"
+    ));
     let sample = bench.light_sample()?.to_owned();
     let tags = media::tags(&sample)?;
     let span = media::loop_span_ms(&tags);
@@ -49,7 +51,14 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
         published.clone(),
         stop.clone(),
     ));
-    wait_up(progress, "publisher", &published, 1, Duration::from_secs(20)).await?;
+    wait_up(
+        progress,
+        "publisher",
+        &published,
+        1,
+        Duration::from_secs(20),
+    )
+    .await?;
     let (_live, live_addr) = roles::spawn(&RoleConfig::FlvOriginLive { rtmp: source })?;
     let (_looped, loop_addr) = roles::spawn(&RoleConfig::FlvOriginLoop { file: sample })?;
     let (live_relay, live_relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
@@ -93,21 +102,32 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
     for repeat in 1..=bench.repeats {
         let of = bench.repeats;
         // Fresh proxies each repeat, each registered with the origin it relays.
-        let live_proxy = bench.start_proxy(&[])?;
-        let _live_heartbeat = register_origin(
-            &live_proxy,
-            Heartbeat::local("flv-live", nginx.rtmp_port(), Some(live_addr.port())),
+        let live_proxy = bench
+            .proxy_with_origin(
+                Heartbeat::local("flv-live", nginx.rtmp_port(), Some(live_addr.port())),
+                &[],
+            )
+            .await?;
+        progress.step(format!(
+            "fan-out {repeat}/{of}: live, straight from the origin"
+        ));
+        let direct = crowd(bench, live_addr, None, players, true).await?;
+        progress.step(format!(
+            "fan-out {repeat}/{of}: live, through the plain TCP relay"
+        ));
+        let relayed = crowd(
+            bench,
+            live_relay_addr,
+            Some(live_relay.pid()),
+            players,
+            true,
         )
         .await?;
-        progress.step(format!("fan-out {repeat}/{of}: live, straight from the origin"));
-        let direct = crowd(bench, live_addr, None, players, true).await?;
-        progress.step(format!("fan-out {repeat}/{of}: live, through the plain TCP relay"));
-        let relayed = crowd(bench, live_relay_addr, Some(live_relay.pid()), players, true).await?;
         progress.step(format!("fan-out {repeat}/{of}: live, through the proxy"));
         let proxied = crowd(
             bench,
-            live_proxy.http,
-            Some(live_proxy.process.pid()),
+            live_proxy.proxy.http,
+            Some(live_proxy.pid()),
             players,
             true,
         )
@@ -120,28 +140,42 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
             relayed.cpu_percent_per_player,
         );
         progress.step(format!(
-            "  live: {:.0}/{:.0} kbit/s per player (proxy/direct); proxy {:.1} KiB/player, relay {:.1}",
+            "  live: {:.0}/{:.0}/{:.0} kbit/s per player (proxy/relay/direct); proxy {:.1} KiB/player, relay {:.1}",
             proxied.kbit_per_player,
+            relayed.kbit_per_player,
             direct.kbit_per_player,
             proxied.rss_kib_per_player,
             relayed.rss_kib_per_player
         ));
 
-        let loop_proxy = bench.start_proxy(&[])?;
-        let _loop_heartbeat = register_origin(
-            &loop_proxy,
-            Heartbeat::local("flv-loop", nginx.rtmp_port(), Some(loop_addr.port())),
+        let loop_proxy = bench
+            .proxy_with_origin(
+                Heartbeat::local("flv-loop", nginx.rtmp_port(), Some(loop_addr.port())),
+                &[],
+            )
+            .await?;
+        progress.step(format!(
+            "fan-out {repeat}/{of}: full speed, straight from the origin"
+        ));
+        let direct = crowd(bench, loop_addr, None, players, false).await?;
+        progress.step(format!(
+            "fan-out {repeat}/{of}: full speed, through the plain TCP relay"
+        ));
+        let relayed = crowd(
+            bench,
+            loop_relay_addr,
+            Some(loop_relay.pid()),
+            players,
+            false,
         )
         .await?;
-        progress.step(format!("fan-out {repeat}/{of}: full speed, straight from the origin"));
-        let direct = crowd(bench, loop_addr, None, players, false).await?;
-        progress.step(format!("fan-out {repeat}/{of}: full speed, through the plain TCP relay"));
-        let relayed = crowd(bench, loop_relay_addr, Some(loop_relay.pid()), players, false).await?;
-        progress.step(format!("fan-out {repeat}/{of}: full speed, through the proxy"));
+        progress.step(format!(
+            "fan-out {repeat}/{of}: full speed, through the proxy"
+        ));
         let proxied = crowd(
             bench,
-            loop_proxy.http,
-            Some(loop_proxy.process.pid()),
+            loop_proxy.proxy.http,
+            Some(loop_proxy.pid()),
             players,
             false,
         )

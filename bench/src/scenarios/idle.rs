@@ -30,7 +30,11 @@ pub async fn run(bench: &Bench, connections: usize) -> anyhow::Result<ScenarioRe
         "proxy",
         "bare tokio server",
     )
-    .with_target(Bound::ValueAtMost, 2.0, "≤ 2 KiB RSS per idle RTMP connection");
+    .with_target(
+        Bound::ValueAtMost,
+        2.0,
+        "≤ 2 KiB RSS per idle RTMP connection",
+    );
     let handshake_timeout = Duration::from_secs(600);
     for repeat in 1..=bench.repeats {
         progress.step(format!(
@@ -91,8 +95,8 @@ async fn crowd(bench: &Bench, addr: SocketAddr, pid: u32, n: usize) -> anyhow::R
     let mut sockets = Vec::with_capacity(n);
     while sockets.len() < n {
         let batch = CONNECT_BATCH.min(n - sockets.len());
-        let opened = futures::future::try_join_all((0..batch).map(|_| TcpStream::connect(addr)))
-            .await?;
+        let opened =
+            futures::future::try_join_all((0..batch).map(|_| TcpStream::connect(addr))).await?;
         sockets.extend(opened);
         bench
             .progress

@@ -51,7 +51,9 @@ impl Bench {
             repeats: repeats.max(1),
             window,
             progress: Arc::new(Progress::new()),
-            work: tempfile::Builder::new().prefix("originstack-bench-").tempdir()?,
+            work: tempfile::Builder::new()
+                .prefix("originstack-bench-")
+                .tempdir()?,
             light: OnceLock::new(),
             heavy: OnceLock::new(),
         })
@@ -93,17 +95,37 @@ pub fn relay_origin(connections: u32) -> anyhow::Result<NginxRtmpOrigin> {
     })
 }
 
-/// Registers an origin with the proxy and heartbeats it (every 5 s, well inside the default
-/// 30 s TTL) until the returned token is cancelled or dropped.
-pub async fn register_origin(
-    proxy: &ProxyProcess,
-    heartbeat: Heartbeat,
-) -> anyhow::Result<tokio_util::sync::DropGuard> {
-    let stop = CancellationToken::new();
-    register::keep_registered(proxy.system, heartbeat, Duration::from_secs(5), stop.clone())
-        .await
-        .context("register the origin with the proxy")?;
-    Ok(stop.drop_guard())
+/// A proxy process with one origin registered over the register API and heartbeated (every
+/// 5 s, well inside the default 30 s TTL) for as long as it lives.
+pub struct RegisteredProxy {
+    // Declared first: the heartbeats stop before the proxy goes away.
+    _heartbeats: tokio_util::sync::DropGuard,
+    pub proxy: ProxyProcess,
+}
+
+impl RegisteredProxy {
+    pub fn pid(&self) -> u32 {
+        self.proxy.process.pid()
+    }
+}
+
+impl Bench {
+    /// The proxy binary (in-memory load balancer, `envs` added) with `origin` registered.
+    pub async fn proxy_with_origin(
+        &self,
+        origin: Heartbeat,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<RegisteredProxy> {
+        let proxy = self.start_proxy(envs)?;
+        let stop = CancellationToken::new();
+        register::keep_registered(proxy.system, origin, Duration::from_secs(5), stop.clone())
+            .await
+            .context("register the origin with the proxy")?;
+        Ok(RegisteredProxy {
+            _heartbeats: stop.drop_guard(),
+            proxy,
+        })
+    }
 }
 
 /// When and under what load a scenario ran.
@@ -155,7 +177,10 @@ pub async fn wait_up(
     loop {
         let (up, failed) = (counters.up(), counters.failed());
         progress.status(format!("{what}: {up}/{n} up, {failed} failed"));
-        anyhow::ensure!(failed == 0, "{failed} of {n} {what} failed (see the log above)");
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} of {n} {what} failed (see the log above)"
+        );
         if up >= n {
             return Ok(());
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use originstack_proxy::rtmp::chunk::Message;
 
-use super::{Bench, Clock, register_origin, relay_origin, unique};
+use super::{Bench, Clock, relay_origin, unique};
 use crate::{
     media, procstat,
     register::Heartbeat,
@@ -28,9 +28,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<ScenarioResult> {
     let (_relay_64k, relay_64k_addr) = roles::spawn(&RoleConfig::TcpRelay64k {
         upstream: origin.rtmp_addr(),
     })?;
-    let proxy = bench.start_proxy(&[])?;
-    let _heartbeat =
-        register_origin(&proxy, Heartbeat::local("nginx-1", origin.rtmp_port(), None)).await?;
+    let proxy = bench
+        .proxy_with_origin(Heartbeat::local("nginx-1", origin.rtmp_port(), None), &[])
+        .await?;
 
     let mut versus_relay = Figure::new(
         "throughput, one stream at full speed",
@@ -38,7 +38,11 @@ pub async fn run(bench: &Bench) -> anyhow::Result<ScenarioResult> {
         "proxy",
         "plain TCP relay",
     )
-    .with_target(Bound::RatioAtLeast, 0.8, "relay ≥ 80% of the plain TCP relay");
+    .with_target(
+        Bound::RatioAtLeast,
+        0.8,
+        "relay ≥ 80% of the plain TCP relay",
+    );
     let mut versus_64k = Figure::new(
         "throughput, one stream at full speed",
         "MB/s",
@@ -77,10 +81,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<ScenarioResult> {
         let relay_cpu = procstat::Sample::take(relay.pid())?.cpu_seconds - before.cpu_seconds;
         let relay_bytes = plain * (bench.window + warm_up).as_secs_f64();
         let wide = publish(relay_64k_addr).await?;
-        let before = procstat::Sample::take(proxy.process.pid())?;
-        let proxied = publish(proxy.rtmp).await?;
-        let proxy_cpu =
-            procstat::Sample::take(proxy.process.pid())?.cpu_seconds - before.cpu_seconds;
+        let before = procstat::Sample::take(proxy.pid())?;
+        let proxied = publish(proxy.proxy.rtmp).await?;
+        let proxy_cpu = procstat::Sample::take(proxy.pid())?.cpu_seconds - before.cpu_seconds;
         let proxy_bytes = proxied * (bench.window + warm_up).as_secs_f64();
         let mb = |rate: f64| rate / 1e6;
         versus_relay.push(mb(proxied), mb(plain));

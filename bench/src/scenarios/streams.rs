@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use originstack_proxy::rtmp::chunk::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bench, Clock, register_origin, relay_origin, unique, wait_up};
+use super::{Bench, Clock, relay_origin, unique, wait_up};
 use crate::{
     media, procstat,
     register::Heartbeat,
@@ -40,7 +40,11 @@ pub async fn run(bench: &Bench, counts: &[usize]) -> anyhow::Result<ScenarioResu
             "proxy",
             "plain TCP relay",
         )
-        .with_target(Bound::ValueAtMost, 64.0, "≤ 64 KiB RSS per active RTMP stream");
+        .with_target(
+            Bound::ValueAtMost,
+            64.0,
+            "≤ 64 KiB RSS per active RTMP stream",
+        );
         let mut cpu = Figure::new(
             &format!("CPU per stream, {n} streams"),
             "% of a core/stream",
@@ -55,11 +59,10 @@ pub async fn run(bench: &Bench, counts: &[usize]) -> anyhow::Result<ScenarioResu
             ));
             // Fresh processes each time: memory an earlier crowd left in the allocator would
             // hide what these streams cost.
-            let proxy = bench.start_proxy(&[])?;
-            let _heartbeat =
-                register_origin(&proxy, Heartbeat::local("nginx-1", origin.rtmp_port(), None))
-                    .await?;
-            let proxied = crowd(bench, proxy.rtmp, proxy.process.pid(), n, &messages, span).await?;
+            let proxy = bench
+                .proxy_with_origin(Heartbeat::local("nginx-1", origin.rtmp_port(), None), &[])
+                .await?;
+            let proxied = crowd(bench, proxy.proxy.rtmp, proxy.pid(), n, &messages, span).await?;
             drop(proxy);
             progress.step(format!(
                 "{n} streams {repeat}/{}: through the plain TCP relay",

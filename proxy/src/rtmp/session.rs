@@ -95,7 +95,10 @@ pub async fn run(
         tracing::debug!(client = %client, "connection closed before the handshake");
         return;
     }
-    Box::pin(session(socket, client, resolver, limits, terminate, deadline)).await
+    Box::pin(session(
+        socket, client, resolver, limits, terminate, deadline,
+    ))
+    .await
 }
 
 async fn session(
