@@ -75,7 +75,7 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
             );
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// The 1, 5 and 15 minute load averages.

@@ -74,12 +74,18 @@ pub async fn run(
     _slot: OwnedSemaphorePermit,
 ) {
     let deadline = Instant::now() + limits.handshake_timeout;
+    let mut first_byte = [0u8; 1];
     let waited = tokio::select! {
         _ = terminate.cancelled() => return,
-        waited = tokio::time::timeout_at(deadline, socket.readable()) => waited,
+        waited = tokio::time::timeout_at(deadline, socket.peek(&mut first_byte)) => waited,
     };
     match waited {
-        Ok(Ok(())) => {}
+        Ok(Ok(0)) => {
+            // Closed without a byte: TCP health checks and probes.
+            tracing::debug!(client = %client, "connection closed before the handshake");
+            return;
+        }
+        Ok(Ok(_)) => {}
         Ok(Err(err)) => {
             tracing::info!(client = %client, error = %err, "RTMP connection failed before the handshake");
             return;
@@ -89,11 +95,6 @@ pub async fn run(
             tracing::warn!(client = %client, stream = "-", error = %err, "RTMP session closed");
             return;
         }
-    }
-    // Readable with nothing to read: the client closed without a byte (TCP health checks).
-    if matches!(socket.peek(&mut [0u8; 1]).await, Ok(0)) {
-        tracing::debug!(client = %client, "connection closed before the handshake");
-        return;
     }
     Box::pin(session(
         socket, client, resolver, limits, terminate, deadline,
