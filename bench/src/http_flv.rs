@@ -72,10 +72,7 @@ pub async fn play(
     stop: CancellationToken,
 ) {
     if let Err(err) = play_inner(addr, &target, &counters, &stop).await {
-        counters
-            .failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(path = %target.path, error = %format!("{err:#}"), "HTTP-FLV player failed");
+        counters.count_failure(&target.path, "HTTP-FLV player failed", &format!("{err:#}"));
     }
 }
 
@@ -103,9 +100,7 @@ async fn play_inner(
         "answered {}",
         response.status()
     );
-    counters
-        .up
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counters.count_up();
     let mut body = response.into_body();
     let mut reader = flv::Reader::default();
     let result = loop {

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "chart")]
 pub mod chart;
+pub mod crowd;
 pub mod flv;
 pub mod http_flv;
 pub mod media;

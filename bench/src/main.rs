@@ -9,12 +9,14 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use originstack_bench::{
-    chart, http_flv, media, procstat,
+    chart,
+    crowd::Crowd,
+    http_flv, media, procstat,
     progress::Progress,
     register::{self, Heartbeat},
     report::{self, RunInfo, ScenarioResult},
     roles,
-    rtmp_load::{self, Counters, RtmpTarget},
+    rtmp_load::{self, RtmpTarget},
     scenarios::{self, Bench},
     sim::{self, SimConfig},
 };
@@ -324,7 +326,8 @@ fn memory_gib() -> f64 {
 }
 
 /// Prints counters while a crowd runs, then its summary.
-async fn watch(progress: &Progress, what: &str, counters: &Counters, n: usize, duration: Duration) {
+async fn watch(progress: &Progress, what: &str, crowd: &Crowd, duration: Duration) {
+    let (counters, n) = (&crowd.counters, crowd.len());
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
     while started.elapsed() < duration {
@@ -351,7 +354,7 @@ async fn watch(progress: &Progress, what: &str, counters: &Counters, n: usize, d
         "media: {:.0} kbit/s in total, {:.0} kbit/s per session, {} frames over {seconds:.0} s",
         total,
         total / n.max(1) as f64,
-        counters.frames.load(std::sync::atomic::Ordering::Relaxed)
+        counters.frames()
     );
 }
 
@@ -393,79 +396,39 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         println!("{}: {:.1} MB/s of media", args.url, rate / 1e6);
         return Ok(());
     }
-    let counters = Arc::new(Counters::default());
-    let stop = CancellationToken::new();
-    let tasks: Vec<_> = (0..args.streams)
-        .map(|i| {
-            let target = if args.streams == 1 {
-                target.clone()
-            } else {
-                target.with_stream(format!("{}-{i}", target.stream))
-            };
-            tokio::spawn(rtmp_load::publish_real_time(
-                addr,
-                target,
-                messages.clone(),
-                span,
-                counters.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let publishers = Crowd::start(args.streams, |i, counters, stop| {
+        let target = if args.streams == 1 {
+            target.clone()
+        } else {
+            target.with_stream(format!("{}-{i}", target.stream))
+        };
+        rtmp_load::publish_real_time(addr, target, messages.clone(), span, counters, stop)
+    });
     progress.step(format!("{} publishers to {}", args.streams, args.url));
-    watch(
-        &progress,
-        "publishers",
-        &counters,
-        args.streams,
-        args.duration,
-    )
-    .await;
-    stop.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
+    watch(&progress, "publishers", &publishers, args.duration).await;
+    publishers.stop().await;
     Ok(())
 }
 
 async fn play(args: PlayArgs) -> anyhow::Result<()> {
     procstat::raise_fd_limit()?;
     let progress = Progress::new();
-    let counters = Arc::new(Counters::default());
-    let stop = CancellationToken::new();
-    let tasks: Vec<_> = if args.url.starts_with("rtmp://") {
+    let players = if args.url.starts_with("rtmp://") {
         let target = RtmpTarget::parse(&args.url)?;
         let addr = target.addr()?;
-        (0..args.players)
-            .map(|_| {
-                tokio::spawn(rtmp_load::play(
-                    addr,
-                    target.clone(),
-                    counters.clone(),
-                    stop.clone(),
-                ))
-            })
-            .collect()
+        Crowd::start(args.players, |_, counters, stop| {
+            rtmp_load::play(addr, target.clone(), counters, stop)
+        })
     } else {
         let target = http_flv::HttpFlvTarget::parse(&args.url)?;
         let addr = target.addr()?;
-        (0..args.players)
-            .map(|_| {
-                tokio::spawn(http_flv::play(
-                    addr,
-                    target.clone(),
-                    counters.clone(),
-                    stop.clone(),
-                ))
-            })
-            .collect()
+        Crowd::start(args.players, |_, counters, stop| {
+            http_flv::play(addr, target.clone(), counters, stop)
+        })
     };
     progress.step(format!("{} players of {}", args.players, args.url));
-    watch(&progress, "players", &counters, args.players, args.duration).await;
-    stop.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
+    watch(&progress, "players", &players, args.duration).await;
+    players.stop().await;
     Ok(())
 }
 

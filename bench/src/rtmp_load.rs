@@ -4,10 +4,7 @@
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -23,6 +20,8 @@ use originstack_proxy::rtmp::{
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::crowd::Counters;
 
 /// Where to publish or play: `rtmp://host[:port]/app/stream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,35 +101,6 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
-/// What a crowd of sessions did, updated as it happens.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Sessions set up (publishing or playing).
-    pub up: AtomicU64,
-    /// Sessions that failed to set up or lost their connection.
-    pub failed: AtomicU64,
-    /// Media payload bytes sent (publishers) or received (players).
-    pub media_bytes: AtomicU64,
-    /// Media messages or tags.
-    pub frames: AtomicU64,
-}
-
-impl Counters {
-    pub fn media_bytes(&self) -> u64 {
-        self.media_bytes.load(Ordering::Relaxed)
-    }
-    pub fn up(&self) -> u64 {
-        self.up.load(Ordering::Relaxed)
-    }
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-    pub(crate) fn count_media(&self, bytes: usize) {
-        self.media_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.frames.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// An RTMP session publishing or playing `target` at `addr`.
 pub async fn open(
     addr: SocketAddr,
@@ -159,6 +129,26 @@ pub async fn open(
         .await
         .with_context(|| format!("{} {} at {addr}", intent.as_str(), target.stream))?;
     Ok(session.connection)
+}
+
+/// [`open`] for a session of a crowd: counted up, or counted failed and logged.
+async fn open_counted(
+    addr: SocketAddr,
+    target: &RtmpTarget,
+    intent: Intent,
+    counters: &Counters,
+) -> Option<RtmpConnection> {
+    match open(addr, target, intent).await {
+        Ok(connection) => {
+            counters.count_up();
+            Some(connection)
+        }
+        Err(err) => {
+            let what = format!("{} could not start", intent.as_str());
+            counters.count_failure(&target.stream, &what, &format!("{err:#}"));
+            None
+        }
+    }
 }
 
 /// A sample's messages, looped with increasing timestamps.
@@ -242,15 +232,9 @@ pub async fn publish_real_time(
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) {
-    let mut connection = match open(addr, &target, Intent::Publish).await {
-        Ok(connection) => connection,
-        Err(err) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(stream = %target.stream, error = %format!("{err:#}"), "publisher could not start");
-            return;
-        }
+    let Some(mut connection) = open_counted(addr, &target, Intent::Publish, &counters).await else {
+        return;
     };
-    counters.up.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     for message in Looped::new(&messages, span_ms) {
         let due = start + Duration::from_millis(u64::from(message.timestamp));
@@ -260,8 +244,7 @@ pub async fn publish_real_time(
         }
         connection.queue(&message);
         if let Err(err) = connection.flush().await {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(stream = %target.stream, error = %err, "publisher lost its connection");
+            counters.count_failure(&target.stream, "publisher lost its connection", &err);
             return;
         }
         counters.count_media(message.payload.len());
@@ -275,15 +258,9 @@ pub async fn play(
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) {
-    let mut connection = match open(addr, &target, Intent::Play).await {
-        Ok(connection) => connection,
-        Err(err) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(stream = %target.stream, error = %format!("{err:#}"), "player could not start");
-            return;
-        }
+    let Some(mut connection) = open_counted(addr, &target, Intent::Play, &counters).await else {
+        return;
     };
-    counters.up.fetch_add(1, Ordering::Relaxed);
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return,
@@ -295,8 +272,7 @@ pub async fn play(
             }
             Ok(_) => {}
             Err(err) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(stream = %target.stream, error = %err, "player lost its connection");
+                counters.count_failure(&target.stream, "player lost its connection", &err);
                 return;
             }
         }

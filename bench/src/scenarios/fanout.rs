@@ -5,16 +5,16 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use originstack_proxy::rtmp::chunk::Message;
-use tokio_util::sync::CancellationToken;
 
-use super::{Bench, Clock, relay_origin, wait_up};
+use super::{Bench, Clock, measure, relay_origin, wait_up};
 use crate::{
+    crowd::Crowd,
     http_flv::{self, HttpFlvTarget},
     media, procstat,
     register::Heartbeat,
     report::{Bound, Figure, ScenarioResult},
     roles::{self, RoleConfig},
-    rtmp_load::{self, Counters, RtmpTarget},
+    rtmp_load::{self, RtmpTarget},
 };
 
 const PATH: &str = "/live/fanout.flv";
@@ -40,21 +40,23 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
     let messages: Arc<Vec<Message>> = Arc::new(tags.iter().map(|t| t.to_message()).collect());
     let nginx = relay_origin(64)?;
     let source = format!("rtmp://{}/live/fanout", nginx.rtmp_addr());
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    let published = Arc::new(Counters::default());
-    tokio::spawn(rtmp_load::publish_real_time(
-        nginx.rtmp_addr(),
-        RtmpTarget::parse(&source)?,
-        messages,
-        span,
-        published.clone(),
-        stop.clone(),
-    ));
+    let target = RtmpTarget::parse(&source)?;
+    let origin_rtmp = nginx.rtmp_addr();
+    // Publishes for the whole scenario (stopped when dropped).
+    let publisher = Crowd::start(1, |_, counters, stop| {
+        rtmp_load::publish_real_time(
+            origin_rtmp,
+            target.clone(),
+            messages.clone(),
+            span,
+            counters,
+            stop,
+        )
+    });
     wait_up(
         progress,
         "publisher",
-        &published,
+        &publisher.counters,
         1,
         Duration::from_secs(20),
     )
@@ -108,28 +110,16 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
                 &[],
             )
             .await?;
-        progress.step(format!(
-            "fan-out {repeat}/{of}: live, straight from the origin"
-        ));
-        let direct = crowd(bench, live_addr, None, players, true).await?;
-        progress.step(format!(
-            "fan-out {repeat}/{of}: live, through the plain TCP relay"
-        ));
-        let relayed = crowd(
+        let [direct, relayed, proxied] = three_paths(
             bench,
-            live_relay_addr,
-            Some(live_relay.pid()),
+            &format!("fan-out {repeat}/{of}: live"),
             players,
-            true,
-        )
-        .await?;
-        progress.step(format!("fan-out {repeat}/{of}: live, through the proxy"));
-        let proxied = crowd(
-            bench,
-            live_proxy.proxy.http,
-            Some(live_proxy.pid()),
-            players,
-            true,
+            Pace::Live,
+            [
+                (live_addr, None),
+                (live_relay_addr, Some(live_relay.pid())),
+                (live_proxy.proxy.http, Some(live_proxy.pid())),
+            ],
         )
         .await?;
         drop(live_proxy);
@@ -154,30 +144,16 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
                 &[],
             )
             .await?;
-        progress.step(format!(
-            "fan-out {repeat}/{of}: full speed, straight from the origin"
-        ));
-        let direct = crowd(bench, loop_addr, None, players, false).await?;
-        progress.step(format!(
-            "fan-out {repeat}/{of}: full speed, through the plain TCP relay"
-        ));
-        let relayed = crowd(
+        let [direct, relayed, proxied] = three_paths(
             bench,
-            loop_relay_addr,
-            Some(loop_relay.pid()),
+            &format!("fan-out {repeat}/{of}: full speed"),
             players,
-            false,
-        )
-        .await?;
-        progress.step(format!(
-            "fan-out {repeat}/{of}: full speed, through the proxy"
-        ));
-        let proxied = crowd(
-            bench,
-            loop_proxy.proxy.http,
-            Some(loop_proxy.pid()),
-            players,
-            false,
+            Pace::FullSpeed,
+            [
+                (loop_addr, None),
+                (loop_relay_addr, Some(loop_relay.pid())),
+                (loop_proxy.proxy.http, Some(loop_proxy.pid())),
+            ],
         )
         .await?;
         drop(loop_proxy);
@@ -219,65 +195,60 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
     ))
 }
 
+#[derive(Clone, Copy)]
+enum Pace {
+    /// A real-time stream: players get what the publisher sends.
+    Live,
+    /// A looped sample: players get what they can read.
+    FullSpeed,
+}
+
+/// The same crowd straight from the origin, through the relay and through the proxy.
+async fn three_paths(
+    bench: &Bench,
+    label: &str,
+    players: usize,
+    pace: Pace,
+    paths: [(SocketAddr, Option<u32>); 3],
+) -> anyhow::Result<[PlayCost; 3]> {
+    let names = [
+        "straight from the origin",
+        "through the plain TCP relay",
+        "through the proxy",
+    ];
+    let mut costs = Vec::with_capacity(3);
+    for ((addr, pid), name) in paths.into_iter().zip(names) {
+        bench.progress.step(format!("{label}, {name}"));
+        costs.push(crowd(bench, addr, pid, players, pace).await?);
+    }
+    Ok(costs
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three paths")))
+}
+
 /// `n` HTTP-FLV players through `addr`; what they received and what they cost `pid`.
 async fn crowd(
     bench: &Bench,
     addr: SocketAddr,
     pid: Option<u32>,
     n: usize,
-    live: bool,
+    pace: Pace,
 ) -> anyhow::Result<PlayCost> {
     let idle_rss = pid.map(procstat::rss_kib).transpose()?.unwrap_or(0);
     let target = HttpFlvTarget::parse(&format!("http://{addr}{PATH}"))?;
-    let counters = Arc::new(Counters::default());
-    let stop = CancellationToken::new();
-    let _stop_on_error = stop.clone().drop_guard();
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            tokio::spawn(http_flv::play(
-                addr,
-                target.clone(),
-                counters.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    wait_up(
-        &bench.progress,
-        "players",
-        &counters,
-        n as u64,
-        Duration::from_secs(60),
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(if live { 2 } else { 1 })).await;
-    let before = pid.map(procstat::Sample::take).transpose()?;
-    let received_before = counters.media_bytes();
-    let started = std::time::Instant::now();
-    tokio::time::sleep(bench.window).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let received = counters.media_bytes() - received_before;
-    let after = pid.map(procstat::Sample::take).transpose()?;
-    anyhow::ensure!(
-        counters.failed() == 0,
-        "{} players failed",
-        counters.failed()
-    );
-    stop.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
-    let (rss, cpu) = match (before, after) {
-        (Some(before), Some(after)) => (
-            after.rss_kib.saturating_sub(idle_rss) as f64 / n as f64,
-            after.cores_since(&before) * 100.0 / n as f64,
-        ),
-        _ => (f64::NAN, f64::NAN),
+    let players = Crowd::start(n, |_, counters, stop| {
+        http_flv::play(addr, target.clone(), counters, stop)
+    });
+    // A live player's first second is the origin's GOP burst: let it pass.
+    let settle = match pace {
+        Pace::Live => Duration::from_secs(2),
+        Pace::FullSpeed => Duration::from_secs(1),
     };
+    let window = measure(bench, "players", players, pid, idle_rss, settle).await?;
     Ok(PlayCost {
-        kbit_per_player: received as f64 * 8.0 / 1000.0 / seconds / n as f64,
-        total_mb_per_s: received as f64 / 1e6 / seconds,
-        rss_kib_per_player: rss,
-        cpu_percent_per_player: cpu,
+        kbit_per_player: window.kbit_per_session(n),
+        total_mb_per_s: window.media_bytes as f64 / 1e6 / window.seconds,
+        rss_kib_per_player: window.rss_kib_per_session,
+        cpu_percent_per_player: window.cpu_percent_per_session,
     })
 }

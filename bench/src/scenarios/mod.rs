@@ -19,11 +19,11 @@ use originstack_e2e::{NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    crowd::{Counters, Crowd},
     procstat,
     progress::Progress,
     register::{self, Heartbeat},
     report::{Figure, ScenarioResult},
-    rtmp_load::Counters,
 };
 
 /// Everything the scenarios share.
@@ -198,4 +198,66 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What a crowd did over one measuring window, and what it cost the process relaying it.
+pub struct Window {
+    pub media_bytes: u64,
+    pub seconds: f64,
+    /// RSS added per session since before the crowd (NaN without a process to watch).
+    pub rss_kib_per_session: f64,
+    /// Share of one core per session, in percent (NaN without a process).
+    pub cpu_percent_per_session: f64,
+}
+
+impl Window {
+    /// Media per session, kbit/s.
+    pub fn kbit_per_session(&self, sessions: usize) -> f64 {
+        self.media_bytes as f64 * 8.0 / 1000.0 / self.seconds / sessions.max(1) as f64
+    }
+}
+
+/// Waits until the whole crowd is up, lets it settle, then measures over the bench window:
+/// media counted by the crowd, CPU and RSS of `pid` (RSS less `idle_rss`, read before the
+/// crowd started). Stops the crowd; fails if any session failed.
+pub async fn measure(
+    bench: &Bench,
+    what: &str,
+    crowd: Crowd,
+    pid: Option<u32>,
+    idle_rss: u64,
+    settle: Duration,
+) -> anyhow::Result<Window> {
+    let n = crowd.len();
+    wait_up(
+        &bench.progress,
+        what,
+        &crowd.counters,
+        n as u64,
+        Duration::from_secs(60),
+    )
+    .await?;
+    tokio::time::sleep(settle).await;
+    let before = pid.map(procstat::Sample::take).transpose()?;
+    let counted_before = crowd.counters.media_bytes();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(bench.window).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let media_bytes = crowd.counters.media_bytes() - counted_before;
+    let after = pid.map(procstat::Sample::take).transpose()?;
+    crowd.ensure_none_failed(what)?;
+    crowd.stop().await;
+    let (rss, cpu) = match (before, after) {
+        (Some(before), Some(after)) => (
+            after.rss_kib.saturating_sub(idle_rss) as f64 / n as f64,
+            after.cores_since(&before) * 100.0 / n as f64,
+        ),
+        _ => (f64::NAN, f64::NAN),
+    };
+    Ok(Window {
+        media_bytes,
+        seconds,
+        rss_kib_per_session: rss,
+        cpu_percent_per_session: cpu,
+    })
 }

@@ -4,15 +4,15 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use originstack_proxy::rtmp::chunk::Message;
-use tokio_util::sync::CancellationToken;
 
-use super::{Bench, Clock, relay_origin, unique, wait_up};
+use super::{Bench, Clock, measure, relay_origin, unique};
 use crate::{
+    crowd::Crowd,
     media, procstat,
     register::Heartbeat,
     report::{Bound, Figure, ScenarioResult},
     roles::{self, RoleConfig},
-    rtmp_load::{self, Counters, RtmpTarget},
+    rtmp_load::{self, RtmpTarget},
 };
 
 /// What one crowd cost the process relaying it.
@@ -125,50 +125,23 @@ async fn crowd(
     span: u32,
 ) -> anyhow::Result<CrowdCost> {
     let idle_rss = procstat::rss_kib(pid)?;
-    let counters = Arc::new(Counters::default());
-    let stop = CancellationToken::new();
-    let _stop_on_error = stop.clone().drop_guard();
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let target = RtmpTarget::parse(&format!("rtmp://{addr}/live/{}", unique("s")))
-                .expect("a valid URL");
-            tokio::spawn(rtmp_load::publish_real_time(
-                addr,
-                target,
-                messages.clone(),
-                span,
-                counters.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    wait_up(
-        &bench.progress,
+    let publishers = Crowd::start(n, |_, counters, stop| {
+        let target =
+            RtmpTarget::parse(&format!("rtmp://{addr}/live/{}", unique("s"))).expect("a valid URL");
+        rtmp_load::publish_real_time(addr, target, messages.clone(), span, counters, stop)
+    });
+    let window = measure(
+        bench,
         "publishers",
-        &counters,
-        n as u64,
-        Duration::from_secs(60),
+        publishers,
+        Some(pid),
+        idle_rss,
+        Duration::from_secs(2),
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = procstat::Sample::take(pid)?;
-    let sent_before = counters.media_bytes();
-    tokio::time::sleep(bench.window).await;
-    let after = procstat::Sample::take(pid)?;
-    let sent = counters.media_bytes() - sent_before;
-    anyhow::ensure!(
-        counters.failed() == 0,
-        "{} publishers lost their connection",
-        counters.failed()
-    );
-    stop.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
-    let seconds = (after.at - before.at).as_secs_f64();
     Ok(CrowdCost {
-        rss_kib_per_session: after.rss_kib.saturating_sub(idle_rss) as f64 / n as f64,
-        cpu_percent_per_session: after.cores_since(&before) * 100.0 / n as f64,
-        media_kbit_per_session: sent as f64 * 8.0 / 1000.0 / seconds / n as f64,
+        rss_kib_per_session: window.rss_kib_per_session,
+        cpu_percent_per_session: window.cpu_percent_per_session,
+        media_kbit_per_session: window.kbit_per_session(n),
     })
 }
