@@ -14,6 +14,9 @@ use crate::{
     stats::Spread,
 };
 
+/// Smallest ratio drawn (the chart's left edge); zero ratios (no conflicts) show no bar.
+const FLOOR: f64 = 0.005;
+
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
@@ -73,15 +76,17 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult]) -> anyhow::Result<bool> {
     let height = 90 + 26 * rows.len() as u32;
     let root = BitMapBackend::new(path, (1400, height)).into_drawing_area();
     root.fill(&WHITE)?;
+    // Ratios span from a hundredth (memory vs a network round trip) to tens: log scale.
     let top = rows
         .iter()
         .map(|r| r.ratio.max.max(r.target.unwrap_or(0.0)))
-        .fold(1.2f64, f64::max)
-        * 1.08;
+        .filter(|v| v.is_finite())
+        .fold(2.0f64, f64::max)
+        * 1.5;
     let (label_area, caption) = if with_text {
         (
             620,
-            "ratio to the baseline measured in the same run (bar: median, whiskers: min–max, red: target)",
+            "ratio to the baseline measured in the same run, log scale (bar: median, whiskers: min–max, red: target)",
         )
     } else {
         (20, "")
@@ -95,7 +100,8 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult]) -> anyhow::Result<bool> {
         builder.caption(caption, ("sans-serif", 18));
     }
     let n = rows.len() as i32;
-    let mut chart = builder.build_cartesian_2d(0f64..top, (0..n).into_segmented())?;
+    let mut chart =
+        builder.build_cartesian_2d((FLOOR..top).log_scale(), (0..n).into_segmented())?;
     let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     let label_of = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels
@@ -117,25 +123,36 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult]) -> anyhow::Result<bool> {
     for (i, row) in rows.iter().enumerate() {
         // Row 0 at the top.
         let index = n - 1 - i as i32;
-        chart.draw_series(std::iter::once(Rectangle::new(
+        let mut bar = Rectangle::new(
             [
-                (0.0, SegmentValue::Exact(index)),
-                (row.ratio.median, SegmentValue::Exact(index + 1)),
+                (FLOOR, SegmentValue::Exact(index)),
+                (
+                    row.ratio.median.clamp(FLOOR, top),
+                    SegmentValue::Exact(index + 1),
+                ),
             ],
             RGBColor(70, 120, 190).mix(0.75).filled(),
-        )))?;
+        );
+        bar.set_margin(4, 4, 0, 0);
+        chart.draw_series(std::iter::once(bar))?;
         chart.draw_series(std::iter::once(PathElement::new(
             vec![
-                (row.ratio.min, SegmentValue::CenterOf(index)),
-                (row.ratio.max, SegmentValue::CenterOf(index)),
+                (
+                    row.ratio.min.clamp(FLOOR, top),
+                    SegmentValue::CenterOf(index),
+                ),
+                (
+                    row.ratio.max.clamp(FLOOR, top),
+                    SegmentValue::CenterOf(index),
+                ),
             ],
             BLACK.stroke_width(2),
         )))?;
         if let Some(target) = row.target {
             chart.draw_series(std::iter::once(Rectangle::new(
                 [
-                    (target - top * 0.002, SegmentValue::Exact(index)),
-                    (target + top * 0.002, SegmentValue::Exact(index + 1)),
+                    (target * 0.985, SegmentValue::Exact(index)),
+                    (target * 1.015, SegmentValue::Exact(index + 1)),
                 ],
                 RED.filled(),
             )))?;

