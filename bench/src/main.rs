@@ -307,7 +307,7 @@ fn write_report(output: &OutputArgs) -> anyhow::Result<()> {
         chart,
         chart_note,
     };
-    let text = report::render(&info, &results);
+    let text = report::render(&info, &results, scenarios::WHY_MISSED);
     std::fs::write(&output.report, &text)
         .with_context(|| format!("write {}", output.report.display()))?;
     println!("\nreport written to {}", output.report.display());

@@ -151,7 +151,8 @@ pub struct RunInfo {
     pub chart_note: Option<String>,
 }
 
-pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
+/// Renders the report. `why_missed` explains targets (by their text) in case they are missed.
+pub fn render(info: &RunInfo, scenarios: &[ScenarioResult], why_missed: &[(&str, &str)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# OriginStack benchmark report\n");
     let _ = writeln!(
@@ -203,7 +204,7 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
         let _ = writeln!(out, "## {}. {}\n", i + 1, scenario.title);
         let _ = writeln!(
             out,
-            "Measured {} UTC, {} repeat{}; load average {} before, {} after.\n",
+            "Measured {}, {} repeat{}; load average {} before, {} after.\n",
             scenario.measured_at,
             scenario.repeats,
             if scenario.repeats == 1 { "" } else { "s" },
@@ -240,6 +241,14 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult]) -> String {
         out.push('\n');
         for note in &scenario.notes {
             let _ = writeln!(out, "{note}\n");
+        }
+        for figure in &scenario.figures {
+            let (Some(target), Some((_, false))) = (&figure.target, figure.verdict()) else {
+                continue;
+            };
+            if let Some((_, why)) = why_missed.iter().find(|(text, _)| *text == target.text) {
+                let _ = writeln!(out, "**Why \"{}\" is missed:** {why}\n", target.text);
+            }
         }
     }
     out
@@ -334,7 +343,7 @@ mod tests {
             chart: Some("report.png".into()),
             chart_note: None,
         };
-        let text = render(&info, &[scenario(vec![relay])]);
+        let text = render(&info, &[scenario(vec![relay.clone()])], &[]);
         assert!(
             text.contains("| relay >= 80% | RTMP relay | 1.50× | yes |"),
             "{text}"
@@ -347,6 +356,13 @@ mod tests {
         );
         assert!(text.contains("![median ratio"), "{text}");
         assert!(text.contains("A note."));
+        relay.values = vec![10.0; 3];
+        let why = [("relay >= 80%", "the relay is slow")];
+        let text = render(&info, &[scenario(vec![relay])], &why);
+        assert!(
+            text.contains("**Why \"relay >= 80%\" is missed:** the relay is slow"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::{
 };
 
 const PATH: &str = "/live/fanout.flv";
+pub const RSS_TARGET: &str = "≤ 32 KiB RSS per HTTP-FLV player";
 
 struct PlayCost {
     /// Media received per player, kbit/s.
@@ -75,7 +76,7 @@ pub async fn run(bench: &Bench, players: usize) -> anyhow::Result<ScenarioResult
         "proxy",
         "plain TCP relay",
     )
-    .with_target(Bound::ValueAtMost, 32.0, "≤ 32 KiB RSS per HTTP-FLV player");
+    .with_target(Bound::ValueAtMost, 32.0, RSS_TARGET);
     let mut cpu = Figure::new(
         &format!("CPU per player, {players} players of a live stream"),
         "% of a core/player",

@@ -26,6 +26,36 @@ use crate::{
     report::{Figure, ScenarioResult},
 };
 
+/// Why a target can be missed, by the target's text: the report prints it under a missed one.
+pub const WHY_MISSED: &[(&str, &str)] = &[
+    (
+        fanout::RSS_TARGET,
+        "every player costs the proxy two HTTP/1 connections on hyper: the player's (server \
+         side) and its own request to the origin (client side; the proxy relays, it does not fan \
+         out). hyper keeps a read buffer and an 8 KiB header buffer per connection for its whole \
+         life, plus a task and a body channel, so four small buffers per player are the floor of \
+         this design. The origin side's read buffer was the biggest cost: it grew to hundreds of \
+         KiB on a new player's first GOP and was kept (174 KiB per player measured before the \
+         fix); it now reads 8 KiB at a time. Getting under 32 KiB needs the live body relayed \
+         without hyper's client (a plain upstream connection whose chunked body is passed \
+         through).",
+    ),
+    (
+        streams::RSS_TARGET,
+        "the proxy keeps, per stream, a read buffer toward the client sized to its last reads \
+         (16 KiB for a real-time stream, more while it catches up), the codec state and write \
+         buffers of both hops. On a loaded machine the proxy is scheduled late, finds more bytes \
+         waiting per read and grows its read buffers for a while; the figure rises with the \
+         machine's load (compare the repeats and their load averages).",
+    ),
+    (
+        pick::P99_TARGET,
+        "the tail of a loopback round trip is the scheduler's on a loaded 2-core machine: compare \
+         the PING baseline's own p99 in the same repeats. The median pick is one script call \
+         (one round trip, as the last row shows).",
+    ),
+];
+
 /// Everything the scenarios share.
 pub struct Bench {
     /// The `originstack-proxy` binary under test.

@@ -15,6 +15,8 @@ use crate::{
     rtmp_load::{self, RtmpTarget},
 };
 
+pub const RSS_TARGET: &str = "≤ 64 KiB RSS per active RTMP stream";
+
 /// What one crowd cost the process relaying it.
 pub struct CrowdCost {
     pub rss_kib_per_session: f64,
@@ -40,11 +42,7 @@ pub async fn run(bench: &Bench, counts: &[usize]) -> anyhow::Result<ScenarioResu
             "proxy",
             "plain TCP relay",
         )
-        .with_target(
-            Bound::ValueAtMost,
-            64.0,
-            "≤ 64 KiB RSS per active RTMP stream",
-        );
+        .with_target(Bound::ValueAtMost, 64.0, RSS_TARGET);
         let mut cpu = Figure::new(
             &format!("CPU per stream, {n} streams"),
             "% of a core/stream",
