@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run deps test test-unit test-integration test-e2e bench lint fmt build release k8s-assets-path clean
+.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path clean
 
 ## run: build and start the proxy with the in-memory load balancer on the default ports
 run:
@@ -20,14 +20,22 @@ run:
 	@echo
 	./target/release/originstack-proxy
 
+## demo: a local playground without a cluster: the proxy, three nginx-rtmp origins heartbeating
+## to it, ffmpeg publishing a test stream; prints URLs to play; Ctrl-C stops everything
+demo:
+	$(CARGO) build --release -p originstack-proxy
+	./scripts/demo.sh
+
 ## deps: install everything the tests need (idempotent; quick when all is present)
 deps:
 	./scripts/deps.sh
 
 ## test: install dependencies, then run every tier (unit, integration with real peers, end-to-end)
+## and a short pass of every fuzz target
 test: deps
 	$(CARGO) build --workspace --all-targets
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e
+	$(MAKE) --no-print-directory release-binaries
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e fuzz-smoke
 
 ## test-unit: pure tests inside the crates (no peers)
 test-unit:
@@ -48,6 +56,15 @@ bench: deps
 	$(CARGO) build --release -p originstack-proxy -p originstack-bench
 	./target/release/originstack-bench run $(BENCH_ARGS)
 
+## fuzz: every cargo-fuzz target of the proxy's parsers for FUZZ_SECONDS each (default 600)
+FUZZ_SECONDS ?= 600
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## fuzz-smoke: every fuzz target for 10 s (part of make test)
+fuzz-smoke:
+	./scripts/fuzz.sh 10
+
 ## lint: formatting and clippy with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
@@ -61,6 +78,20 @@ build:
 
 release:
 	$(CARGO) build --release --workspace
+
+## release-binaries: the release build proxy/Dockerfile and operator/Dockerfile run (one cargo
+## invocation, so shared dependencies build once)
+release-binaries:
+	$(CARGO) build --release --locked -p originstack-proxy -p originstack-operator
+
+## generate: rewrite every generated file (CRD YAML, chart RBAC rules, reference docs) from the
+## code; tests fail when a committed one is out of date
+generate:
+	$(CARGO) run -q -p originstack-operator -- crd > crds/originclusters.originstack.dev.yaml
+	cp crds/originclusters.originstack.dev.yaml charts/originstack/files/
+	$(CARGO) run -q -p originstack-operator -- rbac > charts/originstack/templates/_rules.tpl
+	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-proxy --test docs_reference
+	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-operator --test docs_reference
 
 ## k8s-assets-path: print the directory holding kube-apiserver, etcd and helm (builds them once)
 k8s-assets-path:

@@ -32,11 +32,19 @@ for svc in redis-server nginx; do
   fi
 done
 
-# Rust components used by make lint.
+# Rust components used by make lint, and nightly + cargo-fuzz for the fuzz targets.
 if command -v rustup >/dev/null; then
   for component in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
   done
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain (cargo-fuzz needs it)"
+    rustup toolchain install nightly --profile minimal
+  fi
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+  log "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
 fi
 
 # Kubernetes test binaries and Helm, built from their Go modules and cached (slow only once).

@@ -19,6 +19,9 @@ use crate::{
     },
 };
 
+/// What the Controller's watcher does with OriginClusters (the owned kinds: `owned::VERBS`).
+pub const CLUSTER_VERBS: &[&str] = &["list", "watch"];
+
 #[derive(Debug, Clone, Default)]
 pub struct ControllerOptions {
     /// Watch one namespace only (otherwise all).

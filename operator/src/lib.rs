@@ -1,6 +1,7 @@
 //! OriginStack operator: reconciles `OriginCluster` resources into SRS origins, proxy replicas,
 //! their Services, RBAC, config and (optionally) Redis.
 
+pub mod access;
 pub mod controller;
 pub mod crd;
 pub mod http;

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::Client;
 use originstack_operator::{
+    access,
     controller::{self, ControllerOptions},
     crd,
     http::{self, Probes},
@@ -39,6 +40,9 @@ enum Command {
     Run,
     /// Print the OriginCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Print the Helm chart's RBAC rule templates, generated from what the code uses.
+    #[command(hide = true)]
+    Rbac,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,9 +95,16 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", crd::crd_yaml());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", crd::crd_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Rbac) => {
+            print!("{}", access::helm_rules_template());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Run) | None => {}
     }
     init_tracing(&cli.run);
     match run(cli.run).await {

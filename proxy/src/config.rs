@@ -49,6 +49,9 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
 
+    #[command(flatten)]
+    pub http: HttpConfig,
+
     /// Directory of static files served on the HTTP streaming port.
     #[arg(long, env = "PROXY_STATIC_FILES")]
     pub static_files: Option<std::path::PathBuf>,
@@ -58,6 +61,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub rtmp: RtmpConfig,
+
+    #[command(flatten)]
+    pub discovery: DiscoveryConfig,
 
     /// An origin that has not heartbeated for this long is out of rotation.
     #[arg(long, env = "PROXY_ORIGIN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -76,6 +82,11 @@ pub struct Config {
     /// (`Authorization: Bearer <token>` or `?token=<token>`).
     #[arg(long, env = "PROXY_REGISTER_TOKEN", hide_env_values = true)]
     pub register_token: Option<String>,
+
+    /// Registrations accepted per second from one client address, with bursts of as many
+    /// (SRS heartbeats about every 10 s); more get 429. 0 turns the limit off.
+    #[arg(long, env = "PROXY_REGISTER_RATE_LIMIT", default_value_t = 20)]
+    pub register_rate_limit: u32,
 
     /// After SIGTERM: how long existing sessions may run on while no new ones are accepted.
     #[arg(long, env = "PROXY_GRACE_QUIT_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
@@ -105,8 +116,10 @@ pub struct RedisConfig {
         default_value = "127.0.0.1"
     )]
     pub host: String,
+    /// Redis port (ignored when PROXY_REDIS_URL is set).
     #[arg(long = "redis-port", env = "PROXY_REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
+    /// Redis password (ignored when PROXY_REDIS_URL is set).
     #[arg(
         long = "redis-password",
         env = "PROXY_REDIS_PASSWORD",
@@ -114,6 +127,7 @@ pub struct RedisConfig {
         hide_env_values = true
     )]
     pub password: String,
+    /// Redis database number (ignored when PROXY_REDIS_URL is set).
     #[arg(long = "redis-db", env = "PROXY_REDIS_DB", default_value_t = 0)]
     pub db: i64,
     /// Full Redis URL (redis://, rediss://); wins over the host/port/password/db variables.
@@ -173,28 +187,68 @@ fn percent_encode(raw: &str) -> String {
 /// A fixed origin for trying the proxy out without heartbeats (as upstream).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DefaultBackendConfig {
+    /// Route every stream to the fixed origin below, which needs no heartbeat (`on`/`off`).
     #[arg(long = "default-backend-enabled", env = "PROXY_DEFAULT_BACKEND_ENABLED", default_value = "off", value_parser = parse_on_off)]
     pub enabled: bool,
+    /// The fixed origin's IP address.
     #[arg(
         long = "default-backend-ip",
         env = "PROXY_DEFAULT_BACKEND_IP",
         default_value = "127.0.0.1"
     )]
     pub ip: String,
+    /// The fixed origin's RTMP port (or endpoint, as in a heartbeat).
     #[arg(
         long = "default-backend-rtmp",
         env = "PROXY_DEFAULT_BACKEND_RTMP",
         default_value = "19350"
     )]
     pub rtmp: String,
+    /// The fixed origin's HTTP streaming port (HTTP-FLV, HTTP-TS, HLS).
     #[arg(long = "default-backend-http", env = "PROXY_DEFAULT_BACKEND_HTTP")]
     pub http: Option<String>,
+    /// The fixed origin's HTTP API port (WHIP/WHEP).
     #[arg(long = "default-backend-api", env = "PROXY_DEFAULT_BACKEND_API")]
     pub api: Option<String>,
+    /// The fixed origin's WebRTC media endpoint (UDP).
     #[arg(long = "default-backend-rtc", env = "PROXY_DEFAULT_BACKEND_RTC")]
     pub rtc: Option<String>,
+    /// The fixed origin's SRT endpoint (UDP).
     #[arg(long = "default-backend-srt", env = "PROXY_DEFAULT_BACKEND_SRT")]
     pub srt: Option<String>,
+}
+
+/// Kubernetes discovery of origins from the EndpointSlices of their headless Service.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DiscoveryConfig {
+    /// Discover origins from the EndpointSlices of a Kubernetes Service (`on`/`off`): each
+    /// ready endpoint is an origin, one not ready or terminating is draining, a removed one is
+    /// gone. Uses the in-cluster service account, or KUBECONFIG outside a cluster; needs
+    /// get/list/watch on endpointslices (discovery.k8s.io) in the Service's namespace.
+    #[arg(id = "k8s_discovery", long = "k8s-discovery", env = "PROXY_K8S_DISCOVERY", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub enabled: bool,
+    /// The origins' headless Service; its ports must be named rtmp (required), http, api,
+    /// rtc, srt.
+    #[arg(
+        id = "k8s_origin_service",
+        long = "k8s-origin-service",
+        env = "PROXY_K8S_ORIGIN_SERVICE"
+    )]
+    pub origin_service: Option<String>,
+    /// Namespace of that Service. Default: the proxy pod's own (the service account's
+    /// namespace), or the KUBECONFIG context's.
+    #[arg(
+        id = "k8s_namespace",
+        long = "k8s-namespace",
+        env = "PROXY_K8S_NAMESPACE"
+    )]
+    pub namespace: Option<String>,
+    /// With discovery on: refuse registrations (403) unless they come from an endpoint of
+    /// the Service and announce that same address as `ip`, so nobody else can register an
+    /// origin and take streams. Leave off where heartbeats reach the proxy through source NAT
+    /// or a service mesh that hides the origin's address.
+    #[arg(id = "register_require_discovered", long = "register-require-discovered", env = "PROXY_REGISTER_REQUIRE_DISCOVERED", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub require_discovered: bool,
 }
 
 /// Bounds of the SRT relay.
@@ -244,6 +298,49 @@ pub fn parse_on_off(value: &str) -> Result<bool, String> {
         "on" | "true" | "yes" | "1" => Ok(true),
         "off" | "false" | "no" | "0" | "" => Ok(false),
         other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+/// Limits of the HTTP listeners: streaming, system API (and the WebRTC API).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Every HTTP request head must arrive within this, and idle keep-alive connections close
+    /// after it (slowloris).
+    #[arg(id = "http_header_timeout", long = "http-header-timeout", env = "PROXY_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections the HTTP streaming listener serves at once; more are closed on accept.
+    #[arg(
+        id = "http_max_connections",
+        long = "http-max-connections",
+        env = "PROXY_HTTP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+    /// Connections the system API serves at once; more are closed on accept.
+    #[arg(
+        id = "system_max_connections",
+        long = "system-max-connections",
+        env = "PROXY_SYSTEM_MAX_CONNECTIONS",
+        default_value_t = 1_000
+    )]
+    pub system_max_connections: usize,
+}
+
+impl HttpConfig {
+    pub fn streaming_limits(&self) -> crate::http::server::HttpLimits {
+        crate::http::server::HttpLimits {
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+
+    pub fn system_limits(&self) -> crate::http::server::HttpLimits {
+        crate::http::server::HttpLimits {
+            header_timeout: self.header_timeout,
+            max_connections: self.system_max_connections,
+            ..Default::default()
+        }
     }
 }
 
@@ -346,6 +443,7 @@ mod tests {
         assert_eq!(config.grace_quit_timeout, Duration::from_secs(20));
         assert_eq!(config.force_quit_timeout, Duration::from_secs(30));
         assert!(!config.default_backend.enabled);
+        assert!(!config.discovery.enabled && !config.discovery.require_discovered);
         let srt = SrtLimits::default();
         assert_eq!(config.srt.max_sessions, srt.max_sessions);
         assert_eq!(config.srt.idle_timeout, srt.idle_timeout);
@@ -381,6 +479,26 @@ mod tests {
         );
         redis.url = Some("rediss://example:6379".into());
         assert_eq!(redis.connection_url(), "rediss://example:6379");
+    }
+
+    #[test]
+    fn discovery_flags_take_on_off() {
+        let config = Config::try_parse_from([
+            "originstack-proxy",
+            "--k8s-discovery",
+            "on",
+            "--k8s-origin-service",
+            "live-origin",
+            "--register-require-discovered",
+            "on",
+        ])
+        .unwrap();
+        assert!(config.discovery.enabled && config.discovery.require_discovered);
+        assert_eq!(
+            config.discovery.origin_service.as_deref(),
+            Some("live-origin")
+        );
+        assert_eq!(config.discovery.namespace, None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
+    discovery::Discovery,
     lifecycle::Lifecycle,
     metrics::Metrics,
     origins::{Origins, Timing},
@@ -37,6 +39,9 @@ pub struct Proxy {
     pub origins: Arc<Origins>,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Lifecycle,
+    /// Kubernetes discovery of origins (off unless PROXY_K8S_DISCOVERY=on; the watch is
+    /// started by [`run`]).
+    pub discovery: Arc<Discovery>,
 }
 
 impl Proxy {
@@ -49,6 +54,7 @@ impl Proxy {
         }
         let backend = origins::backend_from_config(&config, timing)
             .context("cannot set up the load balancer backend")?;
+        let discovery = Discovery::new(&config.discovery)?;
         let metrics = Arc::new(Metrics::new());
         let origins = Origins::new(backend, timing, metrics.clone());
         Ok(Self {
@@ -56,6 +62,7 @@ impl Proxy {
             origins,
             metrics,
             lifecycle,
+            discovery,
         })
     }
 }
@@ -71,6 +78,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("PROXY_DEFAULT_BACKEND_* does not describe a usable origin")?;
         tracing::info!(ip = %origin.ip, rtmp = ?origin.endpoints.rtmp, "default backend enabled");
         proxy.origins.keep_registered(origin);
+    }
+
+    if proxy.discovery.enabled() {
+        discovery::start(proxy.discovery.clone(), proxy.origins.clone())
+            .await
+            .context("cannot start Kubernetes discovery of origins (PROXY_K8S_DISCOVERY=on)")?;
     }
 
     let system_listener = bind(proxy.config.system_api, "the system API").await?;

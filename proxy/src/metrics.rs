@@ -30,8 +30,15 @@ pub enum RegistrationResult {
     restarted,
     bad_request,
     unauthorized,
+    rate_limited,
     too_large,
     backend_error,
+    /// Discovery is on and has not listed the origin Service yet.
+    discovery_not_synced,
+    /// PROXY_REGISTER_REQUIRE_DISCOVERED: not from an endpoint of the origin Service.
+    not_discovered,
+    /// The server id of a discovered origin, announced from another address.
+    name_taken,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +66,8 @@ pub struct Metrics {
     streams_owned: Family<OriginLabels, Gauge>,
     backend_up: Gauge,
     http_requests: Family<HttpLabels, Counter>,
+    discovery: DiscoveryMetrics,
+    origins_refused: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,7 +135,16 @@ impl Metrics {
             "HTTP streaming requests, by kind (live, playlist, segment, other)",
             http_requests.clone(),
         );
+        let origins_refused = Counter::default();
+        registry.register(
+            "origins_refused",
+            "Origins taken out of the registry because they refused a connection",
+            origins_refused.clone(),
+        );
+        let discovery = DiscoveryMetrics::register(&mut registry);
         Self {
+            discovery,
+            origins_refused,
             http_requests,
             registry,
             picks,
@@ -137,6 +155,10 @@ impl Metrics {
             streams_owned,
             backend_up,
         }
+    }
+
+    pub fn origin_refused(&self) {
+        self.origins_refused.inc();
     }
 
     pub fn http_request(&self, kind: &'static str) {
@@ -179,11 +201,81 @@ impl Metrics {
         }
     }
 
+    /// Origins the last EndpointSlice view names, serving and draining.
+    pub fn set_discovered(&self, serving: usize, draining: usize) {
+        let gauge = |state| {
+            self.discovery
+                .origins
+                .get_or_create(&DiscoveryLabels { state })
+        };
+        gauge("serving").set(serving as i64);
+        gauge("draining").set(draining as i64);
+        self.discovery.synced.set(1);
+    }
+
+    /// The watch (re)started listing the Service's EndpointSlices.
+    pub fn discovery_listed(&self) {
+        self.discovery.lists.inc();
+    }
+
+    /// The watch failed (API server unreachable, refused, restarted); it retries.
+    pub fn discovery_watch_error(&self) {
+        self.discovery.watch_errors.inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiscoveryLabels {
+    state: &'static str,
+}
+
+/// Kubernetes discovery of origins (`crate::discovery`).
+struct DiscoveryMetrics {
+    origins: Family<DiscoveryLabels, Gauge>,
+    synced: Gauge,
+    lists: Counter,
+    watch_errors: Counter,
+}
+
+impl DiscoveryMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let origins = Family::<DiscoveryLabels, Gauge>::default();
+        registry.register(
+            "discovery_origins",
+            "Origins named by the origin Service's EndpointSlices, by state (serving, draining)",
+            origins.clone(),
+        );
+        let synced = Gauge::default();
+        registry.register(
+            "discovery_synced",
+            "1 once the origin Service's EndpointSlices have been listed",
+            synced.clone(),
+        );
+        let lists = Counter::default();
+        registry.register(
+            "discovery_lists",
+            "Full lists of the origin Service's EndpointSlices: the first, then each re-list after the watch lost its place",
+            lists.clone(),
+        );
+        let watch_errors = Counter::default();
+        registry.register(
+            "discovery_watch_errors",
+            "Failed EndpointSlice watch or list calls (each is retried with backoff)",
+            watch_errors.clone(),
+        );
+        Self {
+            origins,
+            synced,
+            lists,
+            watch_errors,
+        }
     }
 }

@@ -214,8 +214,22 @@ fn http_error_answers() {
     let (status, body) = http_request(proxy.http, "GET", "/live/a.flv", &[], "").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"message\""), "{body}");
-    // An origin whose HTTP port refuses connections: 502.
+    // An origin whose HTTP port refuses connections is gone: taken out of the registry, so
+    // the stream has no origin left (503).
     proxy.register("dead", free_port(), free_port()).unwrap();
+    let (status, body) = http_request(proxy.http, "GET", "/live/a.ts", &[], "").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let (_, listed) = http_request(proxy.system, "GET", "/api/v1/origins", &[], "").unwrap();
+    assert!(!listed.contains("\"dead\""), "{listed}");
+    // One that accepts and hangs up without an answer: 502.
+    let broken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let broken_port = broken.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for connection in broken.incoming() {
+            drop(connection);
+        }
+    });
+    proxy.register("broken", free_port(), broken_port).unwrap();
     let (status, body) = http_request(proxy.http, "GET", "/live/a.ts", &[], "").unwrap();
     assert_eq!(status, 502, "{body}");
     // Path tricks and absurd paths: 400; oversized heads: 431.

@@ -246,7 +246,7 @@ async fn removed_origin_fails_over(make: MakeBackend) {
 async fn lease_expires_unless_renewed(make: MakeBackend) {
     let backend = make(timing(5_000, 600));
     let lb = &backend.lb;
-    lb.register(&origin("a", 1, 0.0)).await.unwrap();
+    lb.register(&origin("a", 1, 50.0)).await.unwrap();
     let kept = lb.pick(&key("kept")).await.unwrap();
     lb.pick(&key("dropped")).await.unwrap();
     for _ in 0..5 {
@@ -269,8 +269,29 @@ async fn lease_expires_unless_renewed(make: MakeBackend) {
     assert_eq!(lb.origins().await.unwrap()[0].streams_owned, 1);
     assert_eq!(lb.pick(&key("kept")).await.unwrap().kind, ClaimKind::Owned);
     assert_eq!(lb.pick(&key("dropped")).await.unwrap().kind, ClaimKind::New);
-    // An expired lease cannot be renewed back to life.
+    // A lease that ran out while nobody else took the stream is claimed back by its holder.
     sleep_ms(700).await;
+    assert!(lb.streams().await.unwrap().is_empty());
+    assert!(
+        lb.renew(&[(key("kept"), kept.owner.clone())])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = lb.pick(&key("kept")).await.unwrap();
+    assert_eq!(
+        (again.kind, again.owner),
+        (ClaimKind::Owned, kept.owner.clone())
+    );
+    // One that another pick placed elsewhere meanwhile is lost.
+    sleep_ms(700).await;
+    lb.register(&origin("a", 1, 50.0)).await.unwrap();
+    lb.register(&origin("b", 1, 0.0)).await.unwrap();
+    let moved = lb.pick(&key("kept")).await.unwrap();
+    assert_eq!(
+        (moved.kind, moved.origin.server.as_str()),
+        (ClaimKind::New, "b")
+    );
     assert_eq!(
         lb.renew(&[(key("kept"), kept.owner.clone())])
             .await
@@ -368,6 +389,104 @@ async fn registry_is_bounded(make: MakeBackend) {
     );
 }
 
+/// An origin as discovery states it: no load figures.
+fn discovered(server: &str, pid: u32) -> originstack_proxy::origins::Origin {
+    let mut origin = origin(server, pid, 0.0);
+    origin.summaries = None;
+    origin
+}
+
+async fn discovery_refresh_keeps_heartbeat_figures(make: MakeBackend) {
+    let backend = make(timing(5_000, 5_000));
+    let lb = &backend.lb;
+    let pod = discovered("pod-a", 1);
+    assert_eq!(
+        lb.refresh_discovered(&pod, false).await.unwrap(),
+        Registered::New
+    );
+    // A heartbeat folded into the discovered origin brings its figures.
+    assert_eq!(
+        lb.register(&origin("pod-a", 1, 42.0)).await.unwrap(),
+        Registered::Refreshed
+    );
+    // Replicas restating it, draining or not, keep them.
+    for draining in [true, true, false, true] {
+        assert_eq!(
+            lb.refresh_discovered(&pod, draining).await.unwrap(),
+            Registered::Refreshed
+        );
+        let listed = lb.origins().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].alive);
+        assert_eq!(listed[0].draining, draining);
+        assert_eq!(listed[0].origin.load, 42.0);
+        assert!(listed[0].origin.summaries.is_some());
+    }
+    // The kept figure still ranks: equal stream counts, the lower load wins.
+    lb.refresh_discovered(&pod, false).await.unwrap();
+    lb.register(&origin("b", 1, 10.0)).await.unwrap();
+    for i in 0..3 {
+        lb.pick(&key(&format!("a{i}"))).await.unwrap();
+        lb.pick(&key(&format!("b{i}"))).await.unwrap();
+    }
+    assert_eq!(owned_counts(lb).await, [3, 3]);
+    assert_eq!(lb.pick(&key("tie")).await.unwrap().origin.server, "b");
+}
+
+async fn discovery_refresh_stores_new_addresses_and_incarnations(make: MakeBackend) {
+    let backend = make(timing(5_000, 5_000));
+    let lb = &backend.lb;
+    lb.refresh_discovered(&discovered("pod-a", 1), false)
+        .await
+        .unwrap();
+    lb.register(&origin("pod-a", 1, 42.0)).await.unwrap();
+    let owned = lb.pick(&key("s")).await.unwrap();
+
+    // Other ports for the same pod: stored, the figures measured for the old ones dropped.
+    let mut moved = discovered("pod-a", 1);
+    moved.endpoints.rtmp = vec!["127.0.0.1:19999".parse().unwrap()];
+    assert_eq!(
+        lb.refresh_discovered(&moved, false).await.unwrap(),
+        Registered::Refreshed
+    );
+    let listed = lb.origins().await.unwrap();
+    assert_eq!(listed[0].origin.endpoints.rtmp, moved.endpoints.rtmp);
+    assert_eq!(
+        (listed[0].origin.load, listed[0].origin.summaries.is_none()),
+        (0.0, true)
+    );
+    let again = lb.pick(&key("s")).await.unwrap();
+    assert_eq!((again.kind, again.owner), (ClaimKind::Owned, owned.owner));
+
+    // A new pod under the same name is a restart: its streams are released.
+    assert_eq!(
+        lb.refresh_discovered(&discovered("pod-a", 2), false)
+            .await
+            .unwrap(),
+        Registered::Restarted
+    );
+    assert_eq!(
+        lb.pick(&key("s")).await.unwrap().kind,
+        ClaimKind::Failover {
+            previous: "pod-a".into()
+        }
+    );
+}
+
+async fn discovery_refresh_keeps_an_origin_alive(make: MakeBackend) {
+    let backend = make(timing(400, 5_000));
+    let lb = &backend.lb;
+    let pod = discovered("pod-a", 1);
+    for _ in 0..8 {
+        lb.refresh_discovered(&pod, false).await.unwrap();
+        sleep_ms(150).await;
+    }
+    assert!(lb.origins().await.unwrap()[0].alive);
+    assert_eq!(lb.pick(&key("s")).await.unwrap().origin.server, "pod-a");
+    sleep_ms(600).await;
+    assert!(!lb.origins().await.unwrap()[0].alive, "no refresh, no life");
+}
+
 macro_rules! backend_suite {
     ($($behaviour:ident),* $(,)?) => {
         mod backends {
@@ -417,4 +536,7 @@ backend_suite!(
     sessions_expire,
     registry_forgets_long_silent_origins,
     registry_is_bounded,
+    discovery_refresh_keeps_heartbeat_figures,
+    discovery_refresh_stores_new_addresses_and_incarnations,
+    discovery_refresh_keeps_an_origin_alive,
 );

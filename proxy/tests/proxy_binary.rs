@@ -3,36 +3,15 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, process::Command, time::Duration};
 
-use originstack_e2e::{ChildGuard, free_port, redis::RedisServer, wait_for_tcp};
+use originstack_e2e::{ProxyProcess, redis::RedisServer};
 use support::http;
 
-fn spawn_proxy(envs: &[(&str, String)]) -> (ChildGuard, SocketAddr) {
-    let system = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_originstack-proxy"));
-    command
-        .env_clear()
-        .env("PROXY_SYSTEM_API", format!("127.0.0.1:{system}"))
-        .env("PROXY_RTMP_SERVER", format!("127.0.0.1:{}", free_port()))
-        .env("PROXY_HTTP_SERVER", format!("127.0.0.1:{}", free_port()))
-        .env("PROXY_HTTP_API", format!("127.0.0.1:{}", free_port()))
-        .env("PROXY_WEBRTC_SERVER", format!("127.0.0.1:{}", free_port()))
-        .env("PROXY_SRT_SERVER", format!("127.0.0.1:{}", free_port()))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    let child = ChildGuard::spawn("originstack-proxy", &mut command).unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], system));
-    wait_for_tcp(addr, Duration::from_secs(20)).unwrap();
-    (child, addr)
+fn spawn_proxy(envs: &[(&str, String)]) -> (ProxyProcess, SocketAddr) {
+    let proxy = ProxyProcess::start(env!("CARGO_BIN_EXE_originstack-proxy"), envs).unwrap();
+    let system = proxy.system;
+    (proxy, system)
 }
 
 fn heartbeat(server: &str) -> String {
@@ -98,8 +77,9 @@ async fn memory_mode_registers_and_reports() {
     );
     assert_eq!(http(addr, "GET", "/readyz", &[], b"").await.0, 200);
 
-    proxy.signal("TERM").unwrap();
+    proxy.process.signal("TERM").unwrap();
     let status = proxy
+        .process
         .wait_timeout(Duration::from_secs(10))
         .unwrap()
         .expect("proxy exits on SIGTERM");
@@ -164,4 +144,63 @@ async fn redis_mode_starts_without_redis_and_becomes_ready_when_it_appears() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Secrets given to the proxy never reach its logs (at trace level, through failing Redis
+/// calls and refused and accepted registrations) nor its `--help`.
+#[tokio::test]
+async fn secrets_are_never_logged() {
+    const TOKEN: &str = "tok-7d1e9c0b5a";
+    const PASSWORD: &str = "pw-4f3a2b1c0d";
+    let closed = originstack_e2e::free_port();
+    let envs = [
+        ("PROXY_REGISTER_TOKEN", TOKEN.to_owned()),
+        ("PROXY_LOAD_BALANCER_TYPE", "redis".to_owned()),
+        (
+            "PROXY_REDIS_URL",
+            format!("redis://:{PASSWORD}@127.0.0.1:{closed}/0"),
+        ),
+        ("RUST_LOG", "trace".to_owned()),
+    ];
+    let (proxy, addr) = spawn_proxy(&envs);
+    let bearer = format!("Bearer {TOKEN}");
+    for (path, headers) in [
+        (
+            "/api/v1/srs/register",
+            vec![("Authorization", "Bearer wrong")],
+        ),
+        (
+            "/api/v1/srs/register",
+            vec![("Authorization", bearer.as_str())],
+        ),
+        (
+            &format!("/api/v1/srs/register?token={TOKEN}") as &str,
+            vec![],
+        ),
+    ] {
+        http(addr, "POST", path, &headers, heartbeat("o").as_bytes()).await;
+    }
+    http(addr, "GET", "/readyz", &[], b"").await;
+    http(addr, "GET", "/metrics", &[], b"").await;
+    let log = proxy.log();
+    assert!(
+        log.contains("cannot store a heartbeat"),
+        "the failing Redis calls are logged:\n{log}"
+    );
+    for secret in [TOKEN, PASSWORD] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_originstack-proxy"))
+        .arg("--help")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("PROXY_REGISTER_TOKEN"), "{help}");
+    for secret in [TOKEN, PASSWORD] {
+        assert!(!help.contains(secret), "{secret} shown by --help");
+    }
 }

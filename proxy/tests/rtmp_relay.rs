@@ -13,23 +13,12 @@ use std::{
 };
 
 use originstack_e2e::{
-    NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, http_request, redis::RedisServer,
+    NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, redis::RedisServer,
 };
 use originstack_proxy::rtmp::RtmpLimits;
-use support::{Proxy, TestResolver, carriers, eventually, playable, probe_once};
-
-/// `n` origins without HLS (these tests play RTMP only; HLS muxing costs CPU).
-fn origins(n: usize) -> Vec<NginxRtmpOrigin> {
-    (0..n)
-        .map(|_| {
-            NginxRtmpOrigin::start_with(NginxRtmpConfig {
-                hls: false,
-                ..Default::default()
-            })
-            .expect("start nginx-rtmp")
-        })
-        .collect()
-}
+use support::{
+    Proxy, TestResolver, carriers, eventually, origins, owners, playable, probe_once, redis_replica,
+};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
 
@@ -94,18 +83,8 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
 async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_publisher() {
     let redis = RedisServer::start().unwrap();
     let origins = origins(3);
-    let replica = || {
-        ProxyProcess::start(
-            PROXY,
-            &[
-                ("PROXY_LOAD_BALANCER_TYPE", "redis".into()),
-                ("PROXY_REDIS_URL", redis.url()),
-                // No heartbeat loop in this test: keep the registrations alive throughout.
-                ("PROXY_ORIGIN_TTL", "300s".into()),
-            ],
-        )
-        .unwrap()
-    };
+    // No heartbeat loop in this test: keep the registrations alive throughout.
+    let replica = || redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "300s")]);
     let replicas = [replica(), replica()];
     for (i, origin) in origins.iter().enumerate() {
         replicas[0]
@@ -141,22 +120,6 @@ async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_
     );
 
     // Both replicas name the same owner, and it is the origin that carries the stream.
-    let owners = |replica: &ProxyProcess| -> HashMap<String, String> {
-        let (status, body) =
-            http_request(replica.system, "GET", "/api/v1/streams", &[], "").unwrap();
-        assert_eq!(status, 200, "{body}");
-        let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
-        listing["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let stream = s["stream"].as_str().unwrap();
-                let name = stream.rsplit('/').next().unwrap().to_owned();
-                (name, s["origin"].as_str().unwrap().to_owned())
-            })
-            .collect()
-    };
     let (seen_by_a, seen_by_b) = (owners(&replicas[0]), owners(&replicas[1]));
     assert_eq!(seen_by_a, seen_by_b, "the replicas disagree on owners");
     let mut per_origin: HashMap<SocketAddr, usize> = HashMap::new();

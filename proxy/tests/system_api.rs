@@ -315,3 +315,38 @@ async fn redis_replicas_share_the_registry_and_report_outages() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Discovery on, before its first list (the watch is not started here): the proxy is not
+/// ready and refuses heartbeats with a retryable 503, so nothing registers twice.
+#[tokio::test]
+async fn with_discovery_on_nothing_registers_before_the_first_list() {
+    let (addr, _proxy) = start(&[
+        "--k8s-discovery",
+        "on",
+        "--k8s-origin-service",
+        "live-origin",
+        "--k8s-namespace",
+        "live",
+    ])
+    .await;
+    let (status, body) = register(addr, "/api/v1/srs/register", &[], HEARTBEAT.as_bytes()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 503);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not listed the EndpointSlices of Service live/live-origin yet"),
+        "{body}"
+    );
+    assert_eq!(origin_count(addr).await, 0);
+    let (status, text) = http(addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("live/live-origin"), "{text}");
+    let (_, metrics) = http(addr, "GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics
+            .contains("originstack_proxy_registrations_total{result=\"discovery_not_synced\"} 1"),
+        "{metrics}"
+    );
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build (once) and cache the Kubernetes test binaries used by the Rust
 # integration tests: kube-apiserver, etcd and helm, each compiled from the Go
-# modules pinned in this directory (kube/, etcd/, helm/: go.mod + go.sum).
+# modules pinned in this directory (kube/, etcd/, helm/: go.mod + go.sum); and
+# prometheus-operator's ServiceMonitor CRD, taken from the Go module pinned in
+# prometheus-operator/ (nothing compiled), for validating the chart.
 #
 # Usage: tests/k8s-assets/build.sh [--print-path]
 #
@@ -44,7 +46,9 @@ modver() {
 KUBE_VERSION="$(modver kube k8s.io/kubernetes)"        # e.g. v1.34.12
 ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)" # e.g. v3.6.5
 HELM_VERSION="$(modver helm helm.sh/helm/v3)"          # e.g. v3.22.0
-for v in KUBE_VERSION ETCD_VERSION HELM_VERSION; do
+PROMOP_MODULE=github.com/prometheus-operator/prometheus-operator
+PROMOP_VERSION="$(modver prometheus-operator "$PROMOP_MODULE")" # e.g. v0.85.0
+for v in KUBE_VERSION ETCD_VERSION HELM_VERSION PROMOP_VERSION; do
     [[ -n "${!v}" ]] || { log "could not read $v from go.mod"; exit 1; }
 done
 
@@ -64,18 +68,28 @@ version_ok() {
         helm)
             out="$("$dir/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
             [[ "$out" == "$HELM_VERSION" ]] ;;
+        servicemonitor-crd)
+            [[ "$(cat "$dir/crds/.prometheus-operator-version" 2>/dev/null)" == "$PROMOP_VERSION" ]] ;;
+    esac
+}
+
+# Path of asset $1 in the cache.
+asset_path() {
+    case "$1" in
+        servicemonitor-crd) echo "$dir/crds/monitoring.coreos.com_servicemonitors.yaml" ;;
+        *) echo "$dir/$1" ;;
     esac
 }
 
 # Names of the binaries that are absent or stale (checks run in parallel).
 missing() {
     local b m=() pids=()
-    for b in kube-apiserver etcd helm; do
-        { [[ -x "$dir/$b" ]] && version_ok "$b"; } &
+    for b in kube-apiserver etcd helm servicemonitor-crd; do
+        { [[ -e "$(asset_path "$b")" ]] && version_ok "$b"; } &
         pids+=($!)
     done
     local i=0
-    for b in kube-apiserver etcd helm; do
+    for b in kube-apiserver etcd helm servicemonitor-crd; do
         wait "${pids[$i]}" || m+=("$b")
         i=$((i + 1))
     done
@@ -145,6 +159,16 @@ for b in $todo; do
             ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$hminor"
             ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$hminor"
             build helm helm helm.sh/helm/v3/cmd/helm "$ld" ;;
+        servicemonitor-crd)
+            log "fetching $PROMOP_MODULE@$PROMOP_VERSION (go.sum-verified) for its ServiceMonitor CRD"
+            moddir="$(cd "$here/prometheus-operator" && go mod download -json "$PROMOP_MODULE" \
+                | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+            [[ -n "$moddir" ]] || { log "go mod download $PROMOP_MODULE failed"; exit 1; }
+            mkdir -p "$dir/crds"
+            cp "$moddir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+                "$dir/crds/.servicemonitors.tmp.$$"
+            mv -f "$dir/crds/.servicemonitors.tmp.$$" "$(asset_path servicemonitor-crd)"
+            echo "$PROMOP_VERSION" >"$dir/crds/.prometheus-operator-version" ;;
     esac
 done
 if [[ -n "$todo" ]]; then log "done in $((SECONDS - total_start))s: $dir"; fi
@@ -153,6 +177,7 @@ cat >"$dir/.versions.tmp.$$" <<EOF
 KUBE_VERSION=$KUBE_VERSION
 ETCD_VERSION=$ETCD_VERSION
 HELM_VERSION=$HELM_VERSION
+PROMOP_VERSION=$PROMOP_VERSION
 EOF
 mv -f "$dir/.versions.tmp.$$" "$dir/VERSIONS"
 

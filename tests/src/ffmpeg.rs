@@ -148,11 +148,7 @@ impl PublisherBuilder {
 
 /// A running ffmpeg that publishes a test stream; killed when dropped.
 pub struct Publisher {
-    process: ChildGuard,
-    url: String,
-    log_path: PathBuf,
-    progress_path: PathBuf,
-    _dir: tempfile::TempDir,
+    run: FfmpegRun,
 }
 
 impl Publisher {
@@ -176,38 +172,14 @@ impl Publisher {
 
     /// Runs ffmpeg with `media_args` (inputs and codecs), writing `container` to `url`.
     fn spawn(url: String, media_args: &[String], container: Container) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("ffmpeg-publisher-")
-            .tempdir()
-            .context("create the publisher temp dir")?;
-        let log_path = dir.path().join("ffmpeg.log");
-        let progress_path = dir.path().join("progress");
-        let log = File::create(&log_path).context("create ffmpeg.log")?;
-        let mut command = Command::new("ffmpeg");
-        command
-            .args(words("-hide_banner -nostdin -nostats -loglevel warning"))
-            .arg("-progress")
-            .arg(&progress_path)
-            .args(media_args)
-            .args(["-f", container.ffmpeg_format()]);
+        let mut output: Vec<String> = vec!["-f".into(), container.ffmpeg_format().into()];
         if container == Container::Flv {
             // A live target cannot seek back to patch duration and size in the header.
-            command.args(["-flvflags", "no_duration_filesize"]);
+            output.extend(["-flvflags".into(), "no_duration_filesize".into()]);
         }
-        command
-            .arg(&url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        without_http_proxy(&mut command);
-        let process = ChildGuard::spawn(format!("ffmpeg publisher to {url}"), &mut command)?;
-        Ok(Publisher {
-            process,
-            url,
-            log_path,
-            progress_path,
-            _dir: dir,
-        })
+        output.push(url.clone());
+        let run = FfmpegRun::spawn("publisher", url, &[media_args, &output].concat())?;
+        Ok(Self { run })
     }
 
     pub fn builder(url: impl Into<String>) -> PublisherBuilder {
@@ -222,38 +194,171 @@ impl Publisher {
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        &self.run.url
     }
 
     /// ffmpeg's warnings and errors so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|err| format!("(no ffmpeg log: {err})"))
+        self.run.log()
     }
 
     /// Bytes ffmpeg has written to the target, from its `-progress` report (updated about
     /// twice a second).
     pub fn bytes_sent(&self) -> u64 {
-        let progress = std::fs::read_to_string(&self.progress_path).unwrap_or_default();
-        progress
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("total_size="))
-            .and_then(|size| size.trim().parse().ok())
-            .unwrap_or(0)
+        self.run.progress("total_size").unwrap_or(0)
     }
 
     /// Waits until ffmpeg has connected and sent media; fails with its log when it exits.
     pub fn wait_sending(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.run
+            .wait_progress("total_size", 0, timeout, "sent nothing to")
+    }
+
+    /// Fails, with ffmpeg's log, when ffmpeg has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.run.ensure_running()
+    }
+
+    /// Waits for ffmpeg to end by itself (after a [`PublisherBuilder::duration`]).
+    pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.run.wait(timeout)
+    }
+
+    /// Stops like an operator pressing Ctrl-C: ffmpeg closes the stream properly (FLV
+    /// trailer, RTMP deleteStream) instead of vanishing.
+    pub fn finish(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.run.process.signal("INT")?;
+        self.wait(timeout)
+    }
+
+    /// Kills ffmpeg with SIGKILL now: the connection drops mid-stream.
+    pub fn kill(&mut self) {
+        self.run.process.kill();
+    }
+}
+
+/// A long-lived viewer: ffmpeg reading a live URL in real time and discarding the media
+/// (`-c copy -f null`), reporting how much it has played; killed when dropped.
+pub struct Player {
+    run: FfmpegRun,
+}
+
+impl Player {
+    pub fn start(url: impl Into<String>) -> anyhow::Result<Self> {
+        let url = url.into();
+        // Reads time out (`-rw_timeout`, 5 s) so a stalled source ends the player instead of
+        // leaving it hanging.
+        let args: Vec<String> = ["-rw_timeout", "5000000", "-i", &url]
+            .into_iter()
+            .chain(["-map", "0", "-c", "copy", "-f", "null", "-"])
+            .map(String::from)
+            .collect();
+        let run = FfmpegRun::spawn("player", url, &args)?;
+        Ok(Self { run })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.run.url
+    }
+
+    pub fn log(&self) -> String {
+        self.run.log()
+    }
+
+    /// Media time played so far.
+    pub fn played(&self) -> Duration {
+        Duration::from_micros(self.run.progress("out_time_us").unwrap_or(0))
+    }
+
+    /// Waits until the player has played more than `at_least` of media.
+    pub fn wait_played(&mut self, at_least: Duration, timeout: Duration) -> anyhow::Result<()> {
+        let micros = at_least.as_micros() as u64;
+        self.run
+            .wait_progress("out_time_us", micros, timeout, "played too little of")
+    }
+
+    /// Fails, with ffmpeg's log, when the player has stopped.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.run.ensure_running()
+    }
+
+    /// Waits for the player to stop by itself (its source ended or dropped).
+    pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.run.wait(timeout)
+    }
+}
+
+/// One ffmpeg process with its log and `-progress` report in a private temp dir.
+struct FfmpegRun {
+    process: ChildGuard,
+    url: String,
+    log_path: PathBuf,
+    progress_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FfmpegRun {
+    fn spawn(role: &str, url: String, args: &[String]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ffmpeg-{role}-"))
+            .tempdir()
+            .with_context(|| format!("create the {role} temp dir"))?;
+        let log_path = dir.path().join("ffmpeg.log");
+        let progress_path = dir.path().join("progress");
+        let log = File::create(&log_path).context("create ffmpeg.log")?;
+        let mut command = Command::new("ffmpeg");
+        command
+            .args(words("-hide_banner -nostdin -nostats -loglevel warning"))
+            .arg("-progress")
+            .arg(&progress_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        without_http_proxy(&mut command);
+        let process = ChildGuard::spawn(format!("ffmpeg {role} of {url}"), &mut command)?;
+        Ok(Self {
+            process,
+            url,
+            log_path,
+            progress_path,
+            _dir: dir,
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|err| format!("(no ffmpeg log: {err})"))
+    }
+
+    /// The latest value of `key` in the `-progress` report (updated about twice a second).
+    fn progress(&self, key: &str) -> Option<u64> {
+        let progress = std::fs::read_to_string(&self.progress_path).unwrap_or_default();
+        let prefix = format!("{key}=");
+        progress
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    /// Waits until progress `key` exceeds `above`; fails with the log when ffmpeg exits.
+    fn wait_progress(
+        &mut self,
+        key: &str,
+        above: u64,
+        timeout: Duration,
+        failure: &str,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             self.ensure_running()?;
-            if self.bytes_sent() > 0 {
+            if self.progress(key).unwrap_or(0) > above {
                 return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
-                "ffmpeg sent nothing to {} within {timeout:?}; its log:\n{}",
+                "ffmpeg {failure} {} within {timeout:?}; its log:\n{}",
                 self.url,
                 self.log()
             );
@@ -261,31 +366,17 @@ impl Publisher {
         }
     }
 
-    /// Fails, with ffmpeg's log, when ffmpeg has exited.
-    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
         let log = self.log();
         self.process
             .ensure_running()
             .with_context(|| format!("ffmpeg log:\n{log}"))
     }
 
-    /// Waits for ffmpeg to end by itself (after a [`PublisherBuilder::duration`]).
-    pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         self.process
             .wait_timeout(timeout)?
-            .with_context(|| format!("ffmpeg still publishing to {} after {timeout:?}", self.url))
-    }
-
-    /// Stops like an operator pressing Ctrl-C: ffmpeg closes the stream properly (FLV
-    /// trailer, RTMP deleteStream) instead of vanishing.
-    pub fn finish(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        self.process.signal("INT")?;
-        self.wait(timeout)
-    }
-
-    /// Kills ffmpeg with SIGKILL now: the connection drops mid-stream.
-    pub fn kill(&mut self) {
-        self.process.kill();
+            .with_context(|| format!("ffmpeg still running on {} after {timeout:?}", self.url))
     }
 }
 

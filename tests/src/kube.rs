@@ -41,9 +41,18 @@ pub const ASSETS_ENV: &str = "ORIGINSTACK_K8S_ASSETS";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How a control plane of its own is started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ControlPlaneOptions {
+    /// Write an audit log (every request, metadata level) readable with
+    /// [`ControlPlane::audit_events`]: what a client really asked for and was answered.
+    pub audit: bool,
+}
+
 /// A running etcd + kube-apiserver pair.
 pub struct ControlPlane {
     dir: PathBuf,
+    options: ControlPlaneOptions,
     binaries: PathBuf,
     port: u16,
     etcd_url: String,
@@ -64,6 +73,10 @@ impl ControlPlane {
 
     /// A control plane of its own (e.g. for a test that restarts the API server).
     pub async fn start() -> anyhow::Result<ControlPlane> {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    pub async fn start_with(options: ControlPlaneOptions) -> anyhow::Result<ControlPlane> {
         let binaries = assets_dir()?;
         // Kept on disk until the supervisors remove it: they outlive a `static` guard.
         let dir = tempfile::Builder::new()
@@ -113,7 +126,14 @@ impl ControlPlane {
             Some(&dir),
         )?;
 
+        if options.audit {
+            fs::write(
+                dir.join("audit-policy.yaml"),
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            )?;
+        }
         let plane = ControlPlane {
+            options,
             port: free_port(),
             binaries,
             etcd_url,
@@ -130,6 +150,19 @@ impl ControlPlane {
     fn spawn_apiserver(&self) -> anyhow::Result<()> {
         let url = self.url();
         let dir = &self.dir;
+        let mut audit = Vec::new();
+        if self.options.audit {
+            audit.extend([
+                format!(
+                    "--audit-policy-file={}",
+                    dir.join("audit-policy.yaml").display()
+                ),
+                format!("--audit-log-path={}", dir.join("audit.log").display()),
+                "--audit-log-format=json".into(),
+                // Written as each request completes, so a test reads what just happened.
+                "--audit-log-mode=blocking".into(),
+            ]);
+        }
         let apiserver = Supervised::spawn(
             "kube-apiserver",
             &self.binaries.join("kube-apiserver"),
@@ -157,7 +190,10 @@ impl ControlPlane {
                 // Without a controller-manager nothing would clean the endpoint lease records.
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(audit)
+            .collect::<Vec<_>>(),
             &dir.join("apiserver.log"),
             None,
         )?;
@@ -218,9 +254,17 @@ impl ControlPlane {
 
     /// A kubeconfig authenticating with `token` (the admin's by default: see [`Self::kubeconfig_path`]).
     pub fn kubeconfig_yaml(&self, token: &str) -> String {
+        self.kubeconfig_yaml_in(token, None)
+    }
+
+    /// A kubeconfig whose context's default namespace is `namespace`.
+    fn kubeconfig_yaml_in(&self, token: &str, namespace: Option<&str>) -> String {
+        let namespace = namespace
+            .map(|namespace| format!("    namespace: {namespace}\n"))
+            .unwrap_or_default();
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
-             users:\n- name: user\n  user:\n    token: \"{token}\"\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n\
+             users:\n- name: user\n  user:\n    token: \"{token}\"\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n{namespace}\
              current-context: test\n",
             server = self.url(),
             ca = self.dir.join("certs/apiserver.crt").display(),
@@ -275,6 +319,50 @@ impl ControlPlane {
         namespace: &str,
         name: &str,
     ) -> anyhow::Result<Client> {
+        let token = self.service_account_token(namespace, name).await?;
+        self.client_with_token(&token).await
+    }
+
+    /// A kubeconfig file for ServiceAccount `namespace/name` (created if missing) whose
+    /// default namespace is the account's, as a pod running under it sees the cluster: for
+    /// `KUBECONFIG` of a child process that should have that account's rights only.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let token = self.service_account_token(namespace, name).await?;
+        let path = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
+        fs::write(&path, self.kubeconfig_yaml_in(&token, Some(namespace)))?;
+        Ok(path)
+    }
+
+    /// The Kubernetes user name of ServiceAccount `namespace/name`.
+    pub fn service_account_user(namespace: &str, name: &str) -> String {
+        format!("system:serviceaccount:{namespace}:{name}")
+    }
+
+    /// Audit events of `user` so far (needs [`ControlPlaneOptions::audit`]): one JSON object
+    /// per completed request, with `verb`, `objectRef` and `responseStatus`.
+    pub fn audit_events(&self, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        anyhow::ensure!(
+            self.options.audit,
+            "this control plane was started without an audit log"
+        );
+        let text = fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["user"]["username"] == user)
+            .collect())
+    }
+
+    /// A token of ServiceAccount `namespace/name` (created if missing), valid for an hour.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<String> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.admin_client().await?, namespace);
         if accounts.get_opt(name).await?.is_none() {
             let account = ServiceAccount {
@@ -296,11 +384,10 @@ impl ControlPlane {
         let issued = accounts
             .create_token_request(name, &PostParams::default(), &request)
             .await?;
-        let token = issued
+        Ok(issued
             .status
             .context("TokenRequest answered without a token")?
-            .token;
-        self.client_with_token(&token).await
+            .token)
     }
 
     /// Stops the API server (SIGKILL) and starts it again on the same port, etcd and
@@ -339,8 +426,9 @@ impl Drop for ControlPlane {
 }
 
 /// Locates the built binaries: `$ORIGINSTACK_K8S_ASSETS`, else `tests/k8s-assets/build.sh
-/// --print-path` (returns at once when they are cached, builds them otherwise).
-fn assets_dir() -> anyhow::Result<PathBuf> {
+/// --print-path` (returns at once when they are cached, builds them otherwise). Also holds
+/// `helm` and `crds/` (third-party CRDs for validating the chart).
+pub fn assets_dir() -> anyhow::Result<PathBuf> {
     static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut cached = DIR.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(dir) = cached.as_ref() {

@@ -6,11 +6,17 @@
 //! The APIs block (std::process, std::net) so sync and async tests share them; an async
 //! test calls them during setup or inside `tokio::task::spawn_blocking`.
 
+/// Generated documentation sections and their drift checks.
+pub mod docs;
 /// ffmpeg publishers (testsrc2 + sine, H.264/AAC to RTMP, SRT or HTTP) and ffprobe checks
 /// that a URL plays with the expected codecs and size.
 pub mod ffmpeg;
+/// Helm rendering the repository's chart.
+pub mod helm;
 /// A real Kubernetes control plane (etcd + kube-apiserver) handing out kube clients.
 pub mod kube;
+/// YAML manifests server-side applied (or dry-run) through API discovery.
+pub mod manifests;
 /// nginx with the RTMP module: an RTMP + HLS origin standing in for SRS, with its stat page.
 pub mod nginx_rtmp;
 pub mod process;
@@ -20,9 +26,9 @@ pub mod proxy;
 pub mod redis;
 
 pub use ffmpeg::{
-    Container, Expect, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
+    Container, Expect, Player, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
     probe_with_options, srt_caller_url,
 };
 pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
-pub use process::{ChildGuard, free_port, free_udp_port, wait_for_tcp};
-pub use proxy::{ProxyProcess, http_request};
+pub use process::{ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp};
+pub use proxy::{Heartbeat, ProxyProcess, http_request};

@@ -2,10 +2,11 @@
 //!
 //! Each [`NginxRtmpOrigin`] is its own nginx process with a generated config in a private
 //! temporary directory (pid, logs, temp files, HLS segments), listening on free loopback
-//! ports, so any number of them run side by side. It serves:
+//! ports (or on another local address, see [`NginxRtmpConfig::ip`]), so any number of them
+//! run side by side. It serves:
 //!
-//! - RTMP publish and play on `rtmp://127.0.0.1:{rtmp_port}/{app}/{stream}`;
-//! - HLS on `http://127.0.0.1:{http_port}/{app}/{stream}.m3u8`, the path SRS uses, so the
+//! - RTMP publish and play on `rtmp://{ip}:{rtmp_port}/{app}/{stream}`;
+//! - HLS on `http://{ip}:{http_port}/{app}/{stream}.m3u8`, the path SRS uses, so the
 //!   proxy can forward an HLS request unchanged;
 //! - the RTMP module's statistics (XML) on `/stat`, which [`NginxRtmpOrigin::streams`] reads
 //!   to tell which streams the origin really holds.
@@ -14,7 +15,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -41,6 +42,9 @@ pub struct NginxRtmpConfig {
     pub hls_fragment: Duration,
     /// How much media the HLS playlist keeps (`hls_playlist_length`).
     pub hls_playlist_length: Duration,
+    /// The local address both listeners bind, e.g. the machine's own non-loopback address
+    /// ([`crate::process::local_address`]) where loopback is refused, as in an EndpointSlice.
+    pub ip: IpAddr,
     /// Whether the applications write HLS (off saves CPU when many streams run at once).
     pub hls: bool,
     /// Extra directives for every application, e.g. `wait_key off;`.
@@ -55,6 +59,7 @@ impl Default for NginxRtmpConfig {
             apps: vec!["live".to_owned(), "app".to_owned()],
             hls_fragment: Duration::from_secs(1),
             hls_playlist_length: Duration::from_secs(6),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             hls: true,
             app_directives: String::new(),
             worker_connections: 1024,
@@ -83,6 +88,7 @@ pub struct OriginStream {
 pub struct NginxRtmpOrigin {
     process: ChildGuard,
     dir: tempfile::TempDir,
+    ip: IpAddr,
     rtmp_port: u16,
     http_port: u16,
     apps: Vec<String>,
@@ -140,7 +146,13 @@ impl NginxRtmpOrigin {
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(
             &conf_path,
-            render_config(dir.path(), rtmp_port, http_port, config, module),
+            render_config(
+                dir.path(),
+                SocketAddr::new(config.ip, rtmp_port),
+                SocketAddr::new(config.ip, http_port),
+                config,
+                module,
+            ),
         )
         .context("write nginx.conf")?;
         for sub in ["hls", "tmp"] {
@@ -149,7 +161,10 @@ impl NginxRtmpOrigin {
         let output =
             std::fs::File::create(dir.path().join("stderr.log")).context("create stderr.log")?;
         let process = ChildGuard::spawn(
-            format!("nginx-rtmp (rtmp {rtmp_port}, http {http_port})"),
+            format!(
+                "nginx-rtmp (rtmp {rtmp_port}, http {http_port} on {})",
+                config.ip
+            ),
             Command::new(nginx)
                 .arg("-p")
                 .arg(dir.path())
@@ -165,6 +180,7 @@ impl NginxRtmpOrigin {
         let mut origin = Self {
             process,
             dir,
+            ip: config.ip,
             rtmp_port,
             http_port,
             apps: config.apps.clone(),
@@ -230,12 +246,17 @@ impl NginxRtmpOrigin {
         self.http_port
     }
 
+    /// The address both listeners are bound to.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
     pub fn rtmp_addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.rtmp_port))
+        SocketAddr::new(self.ip, self.rtmp_port)
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.http_port))
+        SocketAddr::new(self.ip, self.http_port)
     }
 
     /// The RTMP applications this origin accepts.
@@ -243,19 +264,19 @@ impl NginxRtmpOrigin {
         &self.apps
     }
 
-    /// `rtmp://127.0.0.1:{port}/{app}/{stream}`, for publishing or playing.
+    /// `rtmp://{ip}:{port}/{app}/{stream}`, for publishing or playing.
     pub fn rtmp_url(&self, app: &str, stream: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/{app}/{stream}", self.rtmp_port)
+        format!("rtmp://{}/{app}/{stream}", self.rtmp_addr())
     }
 
-    /// `http://127.0.0.1:{port}/{app}/{stream}.m3u8`, the HLS playlist of a published stream.
+    /// `http://{ip}:{port}/{app}/{stream}.m3u8`, the HLS playlist of a published stream.
     pub fn hls_url(&self, app: &str, stream: &str) -> String {
-        format!("http://127.0.0.1:{}/{app}/{stream}.m3u8", self.http_port)
+        format!("http://{}/{app}/{stream}.m3u8", self.http_addr())
     }
 
     /// The RTMP statistics page (XML).
     pub fn stat_url(&self) -> String {
-        format!("http://127.0.0.1:{}/stat", self.http_port)
+        format!("http://{}/stat", self.http_addr())
     }
 
     /// Streams the origin holds right now, as its stat page reports them.
@@ -404,8 +425,8 @@ fn rtmp_module() -> Option<PathBuf> {
 /// instances never share a file.
 fn render_config(
     dir: &Path,
-    rtmp_port: u16,
-    http_port: u16,
+    rtmp: SocketAddr,
+    http: SocketAddr,
     config: &NginxRtmpConfig,
     module: Option<&Path>,
 ) -> String {
@@ -435,7 +456,7 @@ rtmp {{
     # Without it the module opens the compiled-in /var/log/nginx/access.log.
     access_log "{dir}/rtmp-access.log";
     server {{
-        listen 127.0.0.1:{rtmp_port};
+        listen {rtmp};
         chunk_size 4096;
 "#
     );
@@ -466,7 +487,7 @@ http {{
     uwsgi_temp_path "{dir}/tmp/uwsgi";
     scgi_temp_path "{dir}/tmp/scgi";
     server {{
-        listen 127.0.0.1:{http_port};
+        listen {http};
         location = /stat {{
             rtmp_stat all;
         }}
@@ -633,8 +654,8 @@ mod tests {
     fn config_keeps_every_path_in_the_private_dir() {
         let conf = render_config(
             Path::new("/tmp/x"),
-            1935,
-            8080,
+            "127.0.0.1:1935".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
             &NginxRtmpConfig::default(),
             Some(Path::new("/m.so")),
         );

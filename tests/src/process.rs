@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashSet,
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Child, Command},
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
@@ -129,5 +129,60 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
             "nothing listens on {addr} after {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// An IPv4 address of this machine that is neither loopback nor link-local, for peers that
+/// must be reached at an address Kubernetes accepts in an EndpointSlice (the API server
+/// refuses 127.0.0.0/8 and 169.254.0.0/16 there). Connections to it stay on the machine.
+/// Read from the kernel's local routing table (`/proc/net/fib_trie`, Linux).
+pub fn local_address() -> anyhow::Result<Ipv4Addr> {
+    let trie = std::fs::read_to_string("/proc/net/fib_trie")
+        .map_err(|err| anyhow::anyhow!("cannot read /proc/net/fib_trie: {err}"))?;
+    let mut candidates = local_addresses(&trie);
+    candidates.sort();
+    candidates
+        .into_iter()
+        .find(|ip| TcpListener::bind((*ip, 0)).is_ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "this machine has no IPv4 address besides loopback and link-local; tests of Kubernetes discovery need one (EndpointSlices refuse loopback)"
+            )
+        })
+}
+
+/// The `/32 host LOCAL` leaves of a fib_trie dump: the machine's own addresses.
+fn local_addresses(trie: &str) -> Vec<Ipv4Addr> {
+    let lines: Vec<&str> = trie.lines().collect();
+    let mut found = Vec::new();
+    for pair in lines.windows(2) {
+        let (Some(leaf), true) = (
+            pair[0].trim().strip_prefix("|-- "),
+            pair[1].trim() == "/32 host LOCAL",
+        ) else {
+            continue;
+        };
+        if let Ok(ip) = leaf.parse::<Ipv4Addr>()
+            && !ip.is_loopback()
+            && !ip.is_link_local()
+            && !found.contains(&ip)
+        {
+            found.push(ip);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_come_from_host_leaves() {
+        let trie = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
+                    \x20    |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 192.0.2.2\n        /32 host LOCAL\n\
+                    \x20    |-- 192.0.2.255\n        /32 link BROADCAST\n     |-- 169.254.3.4\n        /32 host LOCAL\n\
+                    Local:\n     |-- 192.0.2.2\n        /32 host LOCAL\n";
+        assert_eq!(local_addresses(trie), [Ipv4Addr::new(192, 0, 2, 2)]);
     }
 }

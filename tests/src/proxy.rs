@@ -5,6 +5,10 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -16,6 +20,10 @@ pub struct ProxyProcess {
     pub system: SocketAddr,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// HTTP API (WHIP/WHEP), WebRTC media (UDP) and SRT (UDP) listeners.
+    pub api: SocketAddr,
+    pub webrtc: SocketAddr,
+    pub srt: SocketAddr,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -28,6 +36,8 @@ impl ProxyProcess {
         let log = dir.path().join("proxy.log");
         let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let (system, rtmp, http) = (port(free_port()), port(free_port()), port(free_port()));
+        let api = port(free_port());
+        let (webrtc, srt) = (port(crate::free_udp_port()), port(crate::free_udp_port()));
         let mut command = Command::new(binary);
         command
             .env_clear()
@@ -35,9 +45,9 @@ impl ProxyProcess {
             .env("PROXY_SYSTEM_API", system.to_string())
             .env("PROXY_RTMP_SERVER", rtmp.to_string())
             .env("PROXY_HTTP_SERVER", http.to_string())
-            .env("PROXY_HTTP_API", format!("127.0.0.1:{}", free_port()))
-            .env("PROXY_WEBRTC_SERVER", format!("127.0.0.1:{}", free_port()))
-            .env("PROXY_SRT_SERVER", format!("127.0.0.1:{}", free_port()))
+            .env("PROXY_HTTP_API", api.to_string())
+            .env("PROXY_WEBRTC_SERVER", webrtc.to_string())
+            .env("PROXY_SRT_SERVER", srt.to_string())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -51,6 +61,9 @@ impl ProxyProcess {
             system,
             rtmp,
             http,
+            api,
+            webrtc,
+            srt,
             log,
             _dir: dir,
         };
@@ -67,27 +80,93 @@ impl ProxyProcess {
 
     /// Registers an origin through the register API as an SRS heartbeat would.
     pub fn register(&self, server: &str, rtmp: u16, http: u16) -> anyhow::Result<()> {
-        let body = serde_json::json!({
-            "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc", "pid": "1",
-            "rtmp": [rtmp.to_string()], "http": [http.to_string()],
-        });
-        let (status, text) = http_request(
-            self.system,
-            "POST",
-            "/api/v1/srs/register",
-            &[],
-            &body.to_string(),
-        )?;
-        anyhow::ensure!(
-            status == 200 && text.contains("\"code\":0"),
-            "register answered {status}: {text}"
-        );
-        Ok(())
+        register(self.system, server, rtmp, http)
+    }
+
+    /// Heartbeats an origin every `every`, as SRS does, until the returned guard is dropped.
+    pub fn heartbeat(&self, server: &str, rtmp: u16, http: u16, every: Duration) -> Heartbeat {
+        Heartbeat::start(self.system, server, rtmp, http, every)
+    }
+
+    /// Answer of `/readyz`: its status code.
+    pub fn readyz(&self) -> anyhow::Result<u16> {
+        Ok(http_request(self.system, "GET", "/readyz", &[], "")?.0)
+    }
+
+    /// Resident memory of the proxy process (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc status"))
     }
 
     /// The proxy's Prometheus text.
     pub fn metrics(&self) -> anyhow::Result<String> {
         Ok(http_request(self.system, "GET", "/metrics", &[], "")?.1)
+    }
+}
+
+/// One SRS heartbeat for an origin on 127.0.0.1 (service `svc`, pid `1`) to the system API
+/// at `system`.
+pub fn register(system: SocketAddr, server: &str, rtmp: u16, http: u16) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc", "pid": "1",
+        "rtmp": [rtmp.to_string()], "http": [http.to_string()],
+    });
+    let (status, text) = http_request(
+        system,
+        "POST",
+        "/api/v1/srs/register",
+        &[],
+        &body.to_string(),
+    )?;
+    anyhow::ensure!(
+        status == 200 && text.contains("\"code\":0"),
+        "register answered {status}: {text}"
+    );
+    Ok(())
+}
+
+/// Heartbeats sent from a background thread; failures (a proxy or its Redis down) are
+/// retried at the next beat. Stops when dropped.
+pub struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    pub fn start(system: SocketAddr, server: &str, rtmp: u16, http: u16, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = server.to_owned();
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = register(system, &server, rtmp, http);
+                    let until = std::time::Instant::now() + every;
+                    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

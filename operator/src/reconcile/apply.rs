@@ -29,19 +29,23 @@ pub async fn apply(
     selector: &str,
     owner_uid: &str,
 ) -> Result<Applied, Error> {
-    // Independent writes: the API server does not need referenced objects to exist first,
-    // so they go out together (a reconcile costs one round trip, not one per object).
-    let objects = try_join_all(desired.iter().map(|object| async move {
-        object
-            .apply(client, namespace)
-            .await
-            .map_err(|source| Error::Apply {
-                kind: object.kind().as_str(),
-                name: object.name(),
-                source,
-            })
-    }))
-    .await?;
+    // Independent writes go out together (a reconcile costs a round trip or two, not one per
+    // object). RoleBindings wait for the first round: unless the writer may `bind`, the API
+    // server checks a binding against the Role it names, and refuses it (404) while that Role
+    // does not exist yet. Without the wait a first reconcile under least-privilege RBAC fails,
+    // and the failure cancels the Role's own write, so it can fail over and over
+    // (operator/tests/rbac.rs found this; an admin client never sees it).
+    let (bindings, others): (Vec<&Owned>, Vec<&Owned>) = desired
+        .iter()
+        .partition(|object| object.kind() == OwnedKind::RoleBinding);
+    let mut objects = apply_together(client, namespace, &others).await?;
+    objects.extend(apply_together(client, namespace, &bindings).await?);
+    // Back in the order of `desired`.
+    objects.sort_by_key(|object| {
+        desired
+            .iter()
+            .position(|d| d.kind() == object.kind() && d.name() == object.name())
+    });
 
     let keep: BTreeSet<(OwnedKind, String)> = desired
         .iter()
@@ -80,6 +84,24 @@ pub async fn apply(
     .await?;
     let applied = Applied { objects, pruned };
     Ok(applied)
+}
+
+async fn apply_together(
+    client: &Client,
+    namespace: &str,
+    objects: &[&Owned],
+) -> Result<Vec<Owned>, Error> {
+    try_join_all(objects.iter().map(|object| async move {
+        object
+            .apply(client, namespace)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: object.kind().as_str(),
+                name: object.name(),
+                source,
+            })
+    }))
+    .await
 }
 
 /// Labels can be copied by anyone; only objects this cluster controls are deleted.

@@ -31,6 +31,9 @@ use tracing::{info, warn};
 use self::{owned::Owned, status::Outcome, validate::ValidationError};
 use crate::{crd::OriginCluster, metrics::Metrics};
 
+/// kube's event Recorder creates `events.k8s.io` Events and patches the series of a repeated one.
+pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+
 /// How often a healthy cluster is looked at again even without a change (picks up a rotated
 /// token Secret, for one).
 pub const RESYNC: Duration = Duration::from_secs(300);

@@ -24,10 +24,15 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::crd::OriginCluster;
+use crate::{access::ResourceId, crd::OriginCluster};
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "originstack-operator";
+
+/// The verbs the functions below use on every owned kind: server-side apply (`patch`, and
+/// `create` when the object does not exist yet), `list` (of metadata, to prune), `watch`
+/// (drift) and `delete` (prune). The operator's RBAC is derived from this.
+pub const VERBS: &[&str] = &["create", "patch", "list", "watch", "delete"];
 
 trait OwnedResource:
     Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -126,6 +131,13 @@ macro_rules! owned_kinds {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(OwnedKind::$kind => stringify!($kind)),+
+                }
+            }
+
+            /// API group and plural of this kind, as RBAC names it.
+            pub fn resource(self) -> ResourceId {
+                match self {
+                    $(OwnedKind::$kind => ResourceId::of::<$kind>()),+
                 }
             }
 

@@ -14,7 +14,20 @@ use super::{
     owned::Owned,
     validate::{generated_token_secret_name, hex},
 };
-use crate::crd::{OriginCluster, RedisMode};
+use crate::{
+    access::ResourceId,
+    crd::{OriginCluster, RedisMode},
+};
+
+/// What [`observe`] reads with `get`: Secrets the spec names (not only the operator's own)
+/// and the current Deployments and Services.
+pub fn read_resources() -> [ResourceId; 3] {
+    [
+        ResourceId::of::<Secret>(),
+        ResourceId::of::<Deployment>(),
+        ResourceId::of::<Service>(),
+    ]
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Observed {

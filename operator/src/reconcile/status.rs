@@ -20,6 +20,9 @@ use crate::crd::{
     Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition,
 };
 
+/// The status is written with a merge patch of the `status` subresource ([`write`]).
+pub const STATUS_VERBS: &[&str] = &["patch"];
+
 /// How the reconcile went, as far as the status is concerned.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome<'a> {

@@ -9,13 +9,18 @@ use originstack_proxy::http::playlist::{SESSION_PARAM, rewrite};
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (path, body) = text.split_once('\n').unwrap_or(("/live/cam.m3u8", &text));
-    let Ok(out) = rewrite(body, path, "fuzz") else { return };
+    let Ok(out) = rewrite(body, path, "fuzz") else {
+        return;
+    };
     assert_eq!(out.lines().count(), body.lines().count());
     for (before, after) in body.lines().zip(out.lines()) {
         let before = before.trim();
         if before.is_empty() || before.starts_with('#') {
             continue;
         }
-        assert!(after == before || after.contains(SESSION_PARAM), "{before:?} -> {after:?}");
+        assert!(
+            after == before || after.contains(SESSION_PARAM),
+            "{before:?} -> {after:?}"
+        );
     }
 });

@@ -7,17 +7,22 @@ mod register;
 
 use axum::{
     Json, Router,
-    extract::State,
-    http::{StatusCode, header},
+    extract::{ConnectInfo, State},
+    http::{Request, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use futures::FutureExt;
+use hyper::body::Incoming;
 use serde_json::json;
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
-use crate::Proxy;
+use crate::{Proxy, http::server};
 
 pub fn router(proxy: Proxy) -> Router {
+    let limiter = register::RateLimit::new(proxy.config.register_rate_limit);
     Router::new()
         .route("/api/v1/versions", get(versions))
         .route("/api/v1/srs/register", post(register::register))
@@ -27,20 +32,33 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(axum::Extension(limiter))
         .with_state(proxy)
 }
 
 /// Serves the system API until sessions are terminated; it stays up while draining so probes
 /// and metrics keep answering.
 pub async fn serve(listener: TcpListener, proxy: Proxy) {
-    let stop = proxy.lifecycle.terminate().clone();
+    let limits = proxy.config.http.system_limits();
+    let lifecycle = proxy.lifecycle.clone();
     let app = router(proxy);
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %err, "system API server failed");
-    }
+    server::serve(
+        listener,
+        "system API",
+        limits,
+        server::Role::Control,
+        lifecycle,
+        move |req: Request<Incoming>, client: SocketAddr| {
+            let mut req = req.map(axum::body::Body::new);
+            // Handlers that need the client address (rate limits) read it from here.
+            req.extensions_mut().insert(ConnectInfo(client));
+            app.clone().oneshot(req).map(|answer| match answer {
+                Ok(response) => response,
+                Err(never) => match never {},
+            })
+        },
+    )
+    .await;
 }
 
 /// A JSON error answer: `{"code": <status>, "message": ...}`.
@@ -110,6 +128,9 @@ async fn healthz() -> &'static str {
 async fn readyz(State(proxy): State<Proxy>) -> Response {
     if proxy.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    if let Err(err) = proxy.discovery.check_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response();
     }
     match proxy.origins.check_ready().await {
         Ok(()) => "ok".into_response(),

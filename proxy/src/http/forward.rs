@@ -70,25 +70,19 @@ impl Forwarder {
         key: StreamKey,
         client: SocketAddr,
     ) -> Response<Body> {
-        let lease = match proxy.origins.lease(&key).await {
-            Ok(lease) => lease,
-            Err(err) => return pick_failed(&key, client, &err),
-        };
-        let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
-            return no_http_endpoint(&lease);
+        let (lease, _, response) = match self.fetch_from_owner(proxy, &req, &key, client).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
         };
         tracing::info!(stream = %key, client = %client, origin = %lease.origin().server, "HTTP live stream");
-        match self.fetch(origin, &req, client).await {
-            Ok(response) => response.map(|body| {
-                LeasedBody {
-                    body,
-                    _lease: Some(lease),
-                }
-                .map_err(BoxError::from)
-                .boxed_unsync()
-            }),
-            Err(err) => origin_unreachable(&key.to_string(), origin, client, &err),
-        }
+        response.map(|body| {
+            LeasedBody {
+                body,
+                _lease: Some(lease),
+            }
+            .map_err(BoxError::from)
+            .boxed_unsync()
+        })
     }
 
     /// HLS playlist: fetched from the owner (or the session's origin), URIs rewritten.
@@ -108,16 +102,46 @@ impl Forwarder {
                 .fetch_playlist(proxy, &req, known.origin, &known.stream, &id, client)
                 .await;
         }
-        let lease = match proxy.origins.lease(&key).await {
-            Ok(lease) => lease,
-            Err(err) => return pick_failed(&key, client, &err),
-        };
-        let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
-            return no_http_endpoint(&lease);
+        let (lease, origin, response) = match self.fetch_from_owner(proxy, &req, &key, client).await
+        {
+            Ok(found) => found,
+            Err(answer) => return answer,
         };
         let id = session_id(&key, &lease.origin().server, &lease.origin().incarnation());
-        self.fetch_playlist(proxy, &req, origin, &key.to_string(), &id, client)
+        self.rewrite_playlist(proxy, &req, response, origin, &key.to_string(), &id, client)
             .await
+    }
+
+    /// Picks the owner of `key` and sends it the request. An owner that refuses the connection
+    /// is taken out of the registry and the stream picked once more, so a player is not lost
+    /// to an origin that died before its heartbeats stopped counting.
+    async fn fetch_from_owner(
+        &self,
+        proxy: &Proxy,
+        req: &Request<Incoming>,
+        key: &StreamKey,
+        client: SocketAddr,
+    ) -> Result<(StreamLease, SocketAddr, Response<Incoming>), Response<Body>> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let lease = proxy
+                .origins
+                .lease(key)
+                .await
+                .map_err(|err| pick_failed(key, client, &err))?;
+            let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
+                return Err(no_http_endpoint(&lease));
+            };
+            match self.fetch(origin, req, client).await {
+                Ok(response) => return Ok((lease, origin, response)),
+                Err(err) if attempts < 2 && err.is_refused() => {
+                    tracing::warn!(stream = %key, client = %client, origin = %origin, error = %err, "origin refused, picking again");
+                    proxy.origins.origin_refused(&lease.origin().server).await;
+                }
+                Err(err) => return Err(origin_unreachable(&key.to_string(), origin, client, &err)),
+            }
+        }
     }
 
     /// A segment, init section or key of a playback session.
@@ -149,10 +173,28 @@ impl Forwarder {
         id: &str,
         client: SocketAddr,
     ) -> Response<Body> {
-        let response = match self.fetch(origin, req, client).await {
-            Ok(response) => response,
-            Err(err) => return origin_unreachable(stream, origin, client, &err),
-        };
+        match self.fetch(origin, req, client).await {
+            Ok(response) => {
+                self.rewrite_playlist(proxy, req, response, origin, stream, id, client)
+                    .await
+            }
+            Err(err) => origin_unreachable(stream, origin, client, &err),
+        }
+    }
+
+    /// Rewrites the origin's playlist so every URI comes back here with session `id`, and
+    /// records the session (which origin serves its files) through the load balancer.
+    #[allow(clippy::too_many_arguments)] // one request's context, passed once
+    async fn rewrite_playlist(
+        &self,
+        proxy: &Proxy,
+        req: &Request<Incoming>,
+        response: Response<Incoming>,
+        origin: SocketAddr,
+        stream: &str,
+        id: &str,
+        client: SocketAddr,
+    ) -> Response<Body> {
         if response.status() != StatusCode::OK {
             return response.map(|body| body.map_err(BoxError::from).boxed_unsync());
         }
@@ -254,6 +296,21 @@ enum FetchError {
     Timeout,
     #[error("{0}")]
     Http(hyper_util::client::legacy::Error),
+}
+
+impl FetchError {
+    /// Nothing listens on the origin's port (the connection was refused).
+    fn is_refused(&self) -> bool {
+        let Self::Http(err) = self else { return false };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(current) = cause {
+            if let Some(io) = current.downcast_ref::<std::io::Error>() {
+                return io.kind() == std::io::ErrorKind::ConnectionRefused;
+            }
+            cause = current.source();
+        }
+        false
+    }
 }
 
 /// The session id of one stream on one origin incarnation. Deterministic, so a player that

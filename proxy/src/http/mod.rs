@@ -12,15 +12,15 @@
 
 mod forward;
 pub mod playlist;
-mod request;
+pub mod request;
+pub mod server;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -34,11 +34,6 @@ pub use request::RequestError;
 /// The body every handler answers with.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A slow client must send its request head within this time (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request heads larger than this are refused by hyper with 431.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Everything a request handler needs.
 struct HttpState {
@@ -56,45 +51,18 @@ pub async fn serve(listener: TcpListener, proxy: Proxy) {
         static_files,
         proxy: proxy.clone(),
     });
-    let lifecycle = proxy.lifecycle.clone();
-    loop {
-        let (stream, client) = tokio::select! {
-            _ = lifecycle.draining().cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let terminate = lifecycle.terminate().clone();
-        lifecycle.spawn_session(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, client).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(client = %client, error = %err, "HTTP connection ended with an error");
-                    }
-                }
-                _ = terminate.cancelled() => {}
-            }
-        });
-    }
-    tracing::info!("HTTP streaming listener stopped accepting");
+    server::serve(
+        listener,
+        "HTTP streaming",
+        proxy.config.http.streaming_limits(),
+        server::Role::Sessions,
+        proxy.lifecycle.clone(),
+        move |req, client| {
+            let state = state.clone();
+            async move { handle(&state, req, client).await }
+        },
+    )
+    .await;
 }
 
 async fn handle(state: &HttpState, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {

@@ -10,7 +10,16 @@
 //!   than half of it is left; holders renew it anyway). Otherwise the
 //!   live, non-draining origins are ranked by fewest owned streams, then lowest load figure;
 //!   equal ranks are broken at random; the winner is claimed in one atomic step.
+//! - Renewing extends a lease its holder still has; a stream nobody holds any more (its lease
+//!   ran out, or Redis restarted empty) is claimed back for the holder's owner if that owner is
+//!   registered in the same incarnation, because the holder's sessions still relay there. A
+//!   stream another owner took meanwhile is reported lost.
 //! - A heartbeat with a new incarnation for a known `server` drops every stream it owned.
+//! - Discovery states the origins it sees with [`LoadBalancer::refresh_discovered`]: any
+//!   number of replicas may state the same origin. While the registry holds that `server` in
+//!   the same incarnation at the same addresses, a refresh only extends liveness and sets the
+//!   draining flag, so the load figures a heartbeat stored are kept; otherwise it stores the
+//!   origin as a heartbeat would.
 //! - Origins silent for `forget_after` leave the registry; at most [`MAX_ORIGINS`] are kept.
 
 use std::time::Duration;
@@ -157,6 +166,14 @@ pub trait LoadBalancer: Send + Sync + 'static {
     /// Stores a heartbeat (the backend stamps `last_heartbeat_ms` with its own clock).
     async fn register(&self, origin: &Origin) -> Result<Registered, BackendError>;
 
+    /// Discovery's word that it sees `origin` (and whether it is draining); see the module rules.
+    /// Idempotent: several replicas refreshing the same origin leave it as one refresh does.
+    async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError>;
+
     /// Forgets an origin and its streams (discovery saw it go). Returns whether it was known.
     async fn remove_origin(&self, server: &str) -> Result<bool, BackendError>;
 
@@ -168,8 +185,9 @@ pub trait LoadBalancer: Send + Sync + 'static {
     /// Returns the stream's live owner, or claims one atomically (see the module rules).
     async fn pick(&self, stream: &StreamKey) -> Result<Claim, PickError>;
 
-    /// Extends the leases still held by `owner`; returns the streams whose lease was lost
-    /// (expired or moved to another origin meanwhile).
+    /// Extends the leases still held by `owner` (claiming back streams nobody holds); returns
+    /// the streams whose lease was lost (moved to another origin, or the owner restarted or
+    /// left the registry).
     async fn renew(
         &self,
         leases: &[(StreamKey, OwnerToken)],

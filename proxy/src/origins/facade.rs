@@ -40,6 +40,9 @@ struct LeaseTable {
     /// The last holder of a stream dropped its lease: renew once more so the grace period
     /// starts now, then stop.
     released: mpsc::UnboundedSender<StreamKey>,
+    /// An origin (re)appeared in the registry, e.g. after Redis restarted empty: renew now so
+    /// the streams relayed to it are claimed back before a pick places them elsewhere.
+    renew_now: tokio::sync::Notify,
 }
 
 struct LocalLease {
@@ -138,6 +141,7 @@ impl Origins {
             leases: Arc::new(LeaseTable {
                 entries: Mutex::default(),
                 released,
+                renew_now: tokio::sync::Notify::new(),
             }),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&origins), released_rx));
@@ -198,7 +202,8 @@ impl Origins {
         let outcome = self.backend.register(origin).await?;
         match outcome {
             Registered::New => {
-                tracing::info!(server = %origin.server, ip = %origin.ip, "origin registered")
+                tracing::info!(server = %origin.server, ip = %origin.ip, "origin registered");
+                self.leases.renew_now.notify_one();
             }
             Registered::Restarted => {
                 tracing::info!(server = %origin.server, service = %origin.service, pid = %origin.pid, "origin restarted; its streams were released");
@@ -208,9 +213,47 @@ impl Origins {
         Ok(outcome)
     }
 
+    /// For discovery: states an origin it sees, alive and draining or not, keeping the load
+    /// figures heartbeats add (see [`LoadBalancer::refresh_discovered`]).
+    pub async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError> {
+        let outcome = self.backend.refresh_discovered(origin, draining).await?;
+        if outcome == Registered::New {
+            // As for a heartbeat: claim back what sessions still relay to it (Redis restarted).
+            self.leases.renew_now.notify_one();
+        }
+        Ok(outcome)
+    }
+
     /// For discovery: the origin is gone; its streams move on their next pick.
     pub async fn remove_origin(&self, server: &str) -> Result<bool, BackendError> {
         self.backend.remove_origin(server).await
+    }
+
+    /// A connection to origin `server` was refused: nothing listens on its port, so its process is
+    /// gone (a live SRS accepts and refuses at protocol level instead). Takes it out of the
+    /// registry now rather than after its heartbeat TTL, so its streams move on their next
+    /// pick; its next heartbeat, if one comes, brings it back. Returns whether it was removed.
+    pub async fn origin_refused(&self, server: &str) -> bool {
+        match self.backend.remove_origin(server).await {
+            Ok(removed) => {
+                if removed {
+                    self.metrics.origin_refused();
+                    tracing::warn!(
+                        server,
+                        "origin refused a connection: out of the registry until it heartbeats again"
+                    );
+                }
+                removed
+            }
+            Err(err) => {
+                tracing::warn!(server, error = %err, "cannot take a refusing origin out of the registry");
+                false
+            }
+        }
     }
 
     /// For discovery: a draining origin keeps its streams and takes no new ones.
@@ -313,8 +356,12 @@ async fn renew_leases(origins: Weak<Origins>, mut released: mpsc::UnboundedRecei
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
+        let Some(table) = origins.upgrade().map(|o| o.leases.clone()) else {
+            return;
+        };
         let let_go: Vec<StreamKey> = tokio::select! {
             _ = ticker.tick() => Vec::new(),
+            _ = table.renew_now.notified() => Vec::new(),
             first = released.recv() => {
                 let Some(first) = first else { return };
                 let mut batch = vec![first];

@@ -57,6 +57,66 @@ impl MemoryBalancer {
         }
     }
 
+    /// A heartbeat (`discovered: None`) or a discovery refresh (`Some(draining)`).
+    fn store(&self, origin: &Origin, discovered: Option<bool>) -> Result<Registered, BackendError> {
+        let now = now_ms();
+        let forget_before = now.saturating_sub(millis(self.timing.forget_after));
+        let mut state = self.state();
+        // Heartbeats arrive every few seconds: a good moment to drop leases that ran out.
+        state.streams.retain(|_, entry| entry.expires_ms > now);
+        let stale: Vec<String> = state
+            .origins
+            .iter()
+            .filter(|(server, entry)| {
+                entry.origin.last_heartbeat_ms < forget_before && **server != origin.server
+            })
+            .map(|(server, _)| server.clone())
+            .collect();
+        for server in stale {
+            state.forget(&server);
+        }
+
+        let mut origin = origin.clone();
+        origin.last_heartbeat_ms = now;
+        let incarnation = origin.incarnation();
+        let known = state.origins.len();
+        let outcome = match state.origins.get_mut(&origin.server) {
+            Some(entry) if entry.incarnation == incarnation => {
+                if discovered.is_some() && entry.origin.same_addresses(&origin) {
+                    // Keep the load figures a heartbeat stored.
+                    entry.origin.last_heartbeat_ms = now;
+                } else {
+                    entry.origin = origin.clone();
+                }
+                Registered::Refreshed
+            }
+            Some(_) => Registered::Restarted,
+            None if known >= MAX_ORIGINS => return Err(BackendError::RegistryFull),
+            None => Registered::New,
+        };
+        let server = origin.server.clone();
+        if outcome != Registered::Refreshed {
+            state.origins.insert(
+                server.clone(),
+                OriginEntry {
+                    origin,
+                    incarnation,
+                    owned: BTreeSet::new(),
+                },
+            );
+        }
+        match discovered {
+            Some(true) => {
+                state.draining.insert(server);
+            }
+            Some(false) => {
+                state.draining.remove(&server);
+            }
+            None => {}
+        }
+        Ok(outcome)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind, still consistent enough to
         // serve; refusing every later request would be worse.
@@ -132,46 +192,15 @@ impl State {
 #[async_trait]
 impl LoadBalancer for MemoryBalancer {
     async fn register(&self, origin: &Origin) -> Result<Registered, BackendError> {
-        let now = now_ms();
-        let forget_before = now.saturating_sub(millis(self.timing.forget_after));
-        let mut state = self.state();
-        // Heartbeats arrive every few seconds: a good moment to drop leases that ran out.
-        state.streams.retain(|_, entry| entry.expires_ms > now);
-        let stale: Vec<String> = state
-            .origins
-            .iter()
-            .filter(|(server, entry)| {
-                entry.origin.last_heartbeat_ms < forget_before && **server != origin.server
-            })
-            .map(|(server, _)| server.clone())
-            .collect();
-        for server in stale {
-            state.forget(&server);
-        }
+        self.store(origin, None)
+    }
 
-        let mut origin = origin.clone();
-        origin.last_heartbeat_ms = now;
-        let incarnation = origin.incarnation();
-        let known = state.origins.len();
-        let outcome = match state.origins.get_mut(&origin.server) {
-            Some(entry) if entry.incarnation == incarnation => {
-                entry.origin = origin;
-                return Ok(Registered::Refreshed);
-            }
-            Some(_) => Registered::Restarted,
-            None if known >= MAX_ORIGINS => return Err(BackendError::RegistryFull),
-            None => Registered::New,
-        };
-        let server = origin.server.clone();
-        state.origins.insert(
-            server,
-            OriginEntry {
-                origin,
-                incarnation,
-                owned: BTreeSet::new(),
-            },
-        );
-        Ok(outcome)
+    async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError> {
+        self.store(origin, Some(draining))
     }
 
     async fn remove_origin(&self, server: &str) -> Result<bool, BackendError> {
@@ -300,21 +329,32 @@ impl LoadBalancer for MemoryBalancer {
         let mut state = self.state();
         let mut lost = Vec::new();
         for (stream, owner) in leases {
-            let current = state.current_owner(owner.server());
+            let registered = state.current_owner(owner.server()).as_ref() == Some(owner);
             let old_expiry = match state.streams.get_mut(stream) {
-                Some(entry)
-                    if entry.owner == *owner
-                        && entry.expires_ms > now
-                        && current.as_ref() == Some(owner) =>
-                {
-                    std::mem::replace(&mut entry.expires_ms, expires_ms)
+                Some(entry) if registered && entry.owner == *owner && entry.expires_ms > now => {
+                    Some(std::mem::replace(&mut entry.expires_ms, expires_ms))
+                }
+                // Nobody holds the stream any more: claimed back, see the balancer rules.
+                Some(entry) if registered && entry.expires_ms <= now => {
+                    entry.owner = owner.clone();
+                    Some(std::mem::replace(&mut entry.expires_ms, expires_ms))
+                }
+                None if registered => {
+                    state.streams.insert(
+                        stream.clone(),
+                        StreamEntry {
+                            owner: owner.clone(),
+                            expires_ms,
+                        },
+                    );
+                    None
                 }
                 _ => {
                     lost.push(stream.clone());
                     continue;
                 }
             };
-            state.set_owned(owner.server(), stream, Some(old_expiry), expires_ms);
+            state.set_owned(owner.server(), stream, old_expiry, expires_ms);
         }
         Ok(lost)
     }

@@ -22,7 +22,8 @@
 //! ```
 //!
 //! Picks fail (never block) while the backend is unreachable; sessions already relaying are
-//! unaffected. Discovery calls [`Origins::set_draining`] and [`Origins::remove_origin`].
+//! unaffected. Discovery (`crate::discovery`) calls [`Origins::refresh_discovered`] and
+//! [`Origins::remove_origin`].
 //!
 //! # Pieces
 //!

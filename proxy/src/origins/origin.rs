@@ -71,6 +71,11 @@ impl Origin {
         list.first().copied()
     }
 
+    /// Same address and endpoints: the origin is reached the same way.
+    pub fn same_addresses(&self, other: &Origin) -> bool {
+        self.ip == other.ip && self.endpoints == other.endpoints
+    }
+
     /// Names one run of the origin process: a different value for the same `server` means the
     /// origin restarted. Both parts are free of control characters, so `\n` cannot be forged.
     pub fn incarnation(&self) -> String {

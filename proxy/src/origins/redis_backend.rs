@@ -272,6 +272,38 @@ impl RedisBalancer {
         }
     }
 
+    /// register.lua: a heartbeat (`refresh` empty) or a discovery refresh (`"0"`/`"1"`: the
+    /// draining flag).
+    async fn store(&self, origin: &Origin, refresh: &str) -> Result<Registered, BackendError> {
+        let json =
+            serde_json::to_string(origin).map_err(|err| BackendError::Corrupt(err.to_string()))?;
+        let mut invocation = self.scripts.register.prepare_invoke();
+        invocation
+            .key(&self.keys.registry()[..])
+            .arg(&origin.server)
+            .arg(json)
+            .arg(origin.incarnation())
+            .arg(origin.load)
+            .arg(&self.keys.owned_prefix)
+            .arg(Self::millis(self.timing.forget_after))
+            .arg(MAX_ORIGINS)
+            .arg(refresh);
+        let reply: (String, i64) = self
+            .call("register", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        match reply.0.as_str() {
+            "new" => Ok(Registered::New),
+            "refreshed" => Ok(Registered::Refreshed),
+            "restarted" => Ok(Registered::Restarted),
+            "full" => Err(BackendError::RegistryFull),
+            other => Err(BackendError::Corrupt(format!(
+                "register script answered {other:?}"
+            ))),
+        }
+    }
+
     fn millis(duration: Duration) -> u64 {
         duration.as_millis() as u64
     }
@@ -308,32 +340,15 @@ fn parse_u64(text: &str, what: &str) -> Result<u64, BackendError> {
 #[async_trait]
 impl LoadBalancer for RedisBalancer {
     async fn register(&self, origin: &Origin) -> Result<Registered, BackendError> {
-        let json =
-            serde_json::to_string(origin).map_err(|err| BackendError::Corrupt(err.to_string()))?;
-        let mut invocation = self.scripts.register.prepare_invoke();
-        invocation
-            .key(&self.keys.registry()[..])
-            .arg(&origin.server)
-            .arg(json)
-            .arg(origin.incarnation())
-            .arg(origin.load)
-            .arg(&self.keys.owned_prefix)
-            .arg(Self::millis(self.timing.forget_after))
-            .arg(MAX_ORIGINS);
-        let reply: (String, i64) = self
-            .call("register", |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        match reply.0.as_str() {
-            "new" => Ok(Registered::New),
-            "refreshed" => Ok(Registered::Refreshed),
-            "restarted" => Ok(Registered::Restarted),
-            "full" => Err(BackendError::RegistryFull),
-            other => Err(BackendError::Corrupt(format!(
-                "register script answered {other:?}"
-            ))),
-        }
+        self.store(origin, "").await
+    }
+
+    async fn refresh_discovered(
+        &self,
+        origin: &Origin,
+        draining: bool,
+    ) -> Result<Registered, BackendError> {
+        self.store(origin, if draining { "1" } else { "0" }).await
     }
 
     async fn remove_origin(&self, server: &str) -> Result<bool, BackendError> {

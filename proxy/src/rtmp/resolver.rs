@@ -27,6 +27,8 @@ impl Intent {
 pub struct ResolvedOrigin {
     /// The origin's RTMP endpoint.
     pub rtmp: SocketAddr,
+    /// The origin's lasting identity (its `server`), for logs and reports.
+    pub server: String,
     /// Held for the session's whole life: while it lives the stream's ownership is renewed,
     /// dropping it releases the ownership.
     pub lease: Box<dyn Send>,
@@ -36,6 +38,7 @@ impl std::fmt::Debug for ResolvedOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResolvedOrigin")
             .field("rtmp", &self.rtmp)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -57,9 +60,16 @@ pub trait OriginResolver: Send + Sync {
         intent: Intent,
     ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>>;
 
-    /// `origin`, resolved for `key`, refused the connection: ownership may take it out of
-    /// rotation before the session resolves once more. The default does nothing.
-    fn report_unreachable(&self, _key: &RtmpStreamKey, _origin: SocketAddr) {}
+    /// `origin`, resolved for `key`, could not be reached (`error`): ownership may take it
+    /// out of rotation before the session resolves once more. The default does nothing.
+    fn report_unreachable<'a>(
+        &'a self,
+        _key: &'a RtmpStreamKey,
+        _origin: &'a ResolvedOrigin,
+        _error: &'a std::io::Error,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Stream ownership from the proxy core: the lease of the stream's owner, kept for the session.
@@ -82,8 +92,27 @@ impl OriginResolver for crate::origins::Origins {
                 .ok_or(ResolveError::NoOrigin)?;
             Ok(ResolvedOrigin {
                 rtmp,
+                server: lease.origin().server.clone(),
                 lease: Box::new(lease),
             })
+        })
+    }
+
+    /// A refused connection means the origin process is gone: out of the registry at once.
+    /// Timeouts and other errors may be this proxy's own network trouble, so they wait for
+    /// the heartbeat TTL.
+    fn report_unreachable<'a>(
+        &'a self,
+        _key: &'a RtmpStreamKey,
+        origin: &'a ResolvedOrigin,
+        error: &'a std::io::Error,
+    ) -> BoxFuture<'a, ()> {
+        let refused = error.kind() == std::io::ErrorKind::ConnectionRefused;
+        let server = origin.server.clone();
+        Box::pin(async move {
+            if refused {
+                self.origin_refused(&server).await;
+            }
         })
     }
 }

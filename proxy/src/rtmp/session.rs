@@ -180,7 +180,9 @@ async fn serve_client(
                 Ok(opened) => break (opened, resolved),
                 Err(OriginError::Unreachable(err)) if attempts < 2 => {
                     tracing::warn!(origin = %resolved.rtmp, error = %err, "origin unreachable, resolving again");
-                    resolver.report_unreachable(&request.key, resolved.rtmp);
+                    resolver
+                        .report_unreachable(&request.key, &resolved, &err)
+                        .await;
                 }
                 Err(source) => {
                     refuse(

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::{
+    collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
     net::SocketAddr,
     sync::{
@@ -13,7 +14,10 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use originstack_e2e::{Expect, NginxRtmpOrigin, assert_playable, probe};
+use originstack_e2e::{
+    Expect, NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, assert_playable, http_request, probe,
+    redis::RedisServer,
+};
 use originstack_proxy::{
     lifecycle::Lifecycle,
     rtmp::{self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStreamKey},
@@ -91,15 +95,23 @@ impl OriginResolver for TestResolver {
                 return Err(ResolveError::NoOrigin);
             }
             self.leases.fetch_add(1, Ordering::SeqCst);
+            let rtmp = self.origin_of(key);
             Ok(ResolvedOrigin {
-                rtmp: self.origin_of(key),
+                rtmp,
+                server: rtmp.to_string(),
                 lease: Box::new(Lease(self.leases.clone())),
             })
         })
     }
 
-    fn report_unreachable(&self, _key: &RtmpStreamKey, origin: SocketAddr) {
-        self.dead.lock().unwrap().push(origin);
+    fn report_unreachable<'a>(
+        &'a self,
+        _key: &'a RtmpStreamKey,
+        origin: &'a ResolvedOrigin,
+        _error: &'a std::io::Error,
+    ) -> BoxFuture<'a, ()> {
+        self.dead.lock().unwrap().push(origin.rtmp);
+        Box::pin(async {})
     }
 }
 
@@ -167,6 +179,47 @@ pub async fn playable(url: &str) -> anyhow::Result<()> {
 pub async fn probe_once(url: &str) -> anyhow::Result<()> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || probe(&url, Duration::from_secs(15)).map(drop)).await?
+}
+
+/// `n` nginx-rtmp origins without HLS (RTMP-only tests; HLS muxing costs CPU).
+pub fn origins(n: usize) -> Vec<NginxRtmpOrigin> {
+    (0..n)
+        .map(|_| {
+            NginxRtmpOrigin::start_with(NginxRtmpConfig {
+                hls: false,
+                ..Default::default()
+            })
+            .expect("start nginx-rtmp")
+        })
+        .collect()
+}
+
+/// The proxy binary (`binary`) as a replica on `redis`, with `extra` variables.
+pub fn redis_replica(binary: &str, redis: &RedisServer, extra: &[(&str, &str)]) -> ProxyProcess {
+    let mut envs = vec![
+        ("PROXY_LOAD_BALANCER_TYPE", "redis".to_owned()),
+        ("PROXY_REDIS_URL", redis.url()),
+    ];
+    envs.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    ProxyProcess::start(binary, &envs).expect("start the proxy")
+}
+
+/// stream name → owning origin, as `/api/v1/streams` of `proxy` lists them (empty when the
+/// proxy cannot answer).
+pub fn owners(proxy: &ProxyProcess) -> HashMap<String, String> {
+    let Ok((200, body)) = http_request(proxy.system, "GET", "/api/v1/streams", &[], "") else {
+        return HashMap::new();
+    };
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    listing["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let name = s["stream"].as_str()?.rsplit('/').next()?.to_owned();
+            Some((name, s["origin"].as_str()?.to_owned()))
+        })
+        .collect()
 }
 
 /// Which of `origins` carry a published `live/<stream>` right now.

@@ -26,7 +26,7 @@ use k8s_openapi::{
 use kube::core::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-pub use self::srs_conf::render as render_srs_conf;
+pub use self::{rbac::proxy_rules, srs_conf::render as render_srs_conf};
 use super::{
     owned::{Owned, OwnedKind},
     validate::{Plan, RedisPlan, hex},

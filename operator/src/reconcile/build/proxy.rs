@@ -13,8 +13,9 @@ use k8s_openapi::{
 };
 
 use super::{
-    Component, Names, config_hash, env, env_from_secret, label_selector, metadata, pod_metadata,
-    pull_policy, selector_labels, single_container_pod, surge_strategy, with_user_env,
+    Component, Names, config_hash, env, env_from_field, env_from_secret, label_selector, metadata,
+    pod_metadata, pull_policy, selector_labels, single_container_pod, surge_strategy,
+    with_user_env,
 };
 use crate::{
     crd::{PROXY_SYSTEM_PORT, ServiceType},
@@ -23,6 +24,9 @@ use crate::{
 
 /// Port of the managed Redis Service.
 pub const REDIS_PORT: i32 = 6379;
+
+/// The proxy refuses heartbeats from addresses that are not endpoints of the origin Service.
+const REQUIRE_DISCOVERED_ENV: &str = "PROXY_REGISTER_REQUIRE_DISCOVERED";
 
 /// A listener of the proxy: its port name, number and protocol.
 struct Listener {
@@ -149,8 +153,20 @@ pub fn deployment(plan: &Plan, names: &Names) -> Deployment {
         env("PROXY_SYSTEM_API", PROXY_SYSTEM_PORT.to_string()),
         env("PROXY_K8S_DISCOVERY", "on"),
         env("PROXY_K8S_ORIGIN_SERVICE", names.origin()),
+        // The Service lives in the pod's namespace (where the proxy's Role grants the watch).
+        env_from_field("PROXY_K8S_NAMESPACE", "metadata.namespace"),
         env_from_secret("PROXY_REGISTER_TOKEN", &plan.token.secret),
     ];
+    // Only the origin Service's endpoints may register, heartbeating from their own address.
+    // A default, not reserved: behind source NAT or a mesh that hides the origins' addresses
+    // users set it `off` in spec.proxy.env (discovery still finds every origin).
+    if !spec
+        .env
+        .iter()
+        .any(|var| var.name == REQUIRE_DISCOVERED_ENV)
+    {
+        operator_env.push(env(REQUIRE_DISCOVERED_ENV, "on"));
+    }
     // Fingerprints of secret values the pods read at start, so a new value rolls them.
     let mut secret_fingerprints = vec![plan.token.fingerprint.clone()];
     match &plan.redis {

@@ -8,6 +8,17 @@ use k8s_openapi::api::{
 use super::{Component, Names, metadata};
 use crate::reconcile::{owned::Owned, validate::Plan};
 
+/// What the proxies' Role grants. The operator must hold these itself to grant them (RBAC
+/// refuses to let anyone grant more than they have), so its own RBAC includes them.
+pub fn proxy_rules() -> Vec<PolicyRule> {
+    vec![PolicyRule {
+        api_groups: Some(vec!["discovery.k8s.io".into()]),
+        resources: Some(vec!["endpointslices".into()]),
+        verbs: vec!["get".into(), "list".into(), "watch".into()],
+        ..Default::default()
+    }]
+}
+
 pub fn proxy_identity(plan: &Plan, names: &Names) -> [Owned; 3] {
     let account = ServiceAccount {
         metadata: metadata(plan, names.proxy(), Some(Component::Proxy)),
@@ -15,12 +26,7 @@ pub fn proxy_identity(plan: &Plan, names: &Names) -> [Owned; 3] {
     };
     let role = Role {
         metadata: metadata(plan, names.proxy(), Some(Component::Proxy)),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec!["discovery.k8s.io".into()]),
-            resources: Some(vec!["endpointslices".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        }]),
+        rules: Some(proxy_rules()),
     };
     let binding = RoleBinding {
         metadata: metadata(plan, names.proxy(), Some(Component::Proxy)),

@@ -1,4 +1,6 @@
--- Extends leases still held by the given owners in their current incarnation.
+-- Extends leases still held by the given owners in their current incarnation, and claims back
+-- streams nobody holds any more (lease ran out, or Redis lost its data): the holder still relays
+-- them to that origin, so the next pick must find them there.
 -- KEYS: 1 incarnations (hash), then the streams' owner keys.
 -- ARGV: 1 lease ms, 2 owned-zset prefix, then per owner key: stream (vhost/app/stream), token.
 -- Reply: the positions (1-based, among the owner keys) whose lease was lost.
@@ -11,9 +13,10 @@ for i = 2, #KEYS do
   local stream, token = ARGV[1 + 2 * n], ARGV[2 + 2 * n]
   local cut = string.find(token, '\n', 1, true)
   local server = string.sub(token, 1, cut - 1)
-  if redis.call('GET', KEYS[i]) == token
+  local current = redis.call('GET', KEYS[i])
+  if (current == token or current == false)
       and redis.call('HGET', KEYS[1], server) == string.sub(token, cut + 1) then
-    redis.call('PEXPIRE', KEYS[i], lease)
+    redis.call('SET', KEYS[i], token, 'PX', lease)
     redis.call('ZADD', ARGV[2] .. server, now + lease, stream)
   else
     lost[#lost + 1] = n

@@ -1,0 +1,118 @@
+//! The HTTP/1.1 accept loop every HTTP listener of the proxy shares (streaming, system API,
+//! WHIP/WHEP API), with the same defences: a deadline for the request head (slowloris), a cap
+//! on the head's size and on connections open at once, and the proxy's drain rules.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use crate::lifecycle::Lifecycle;
+
+/// Bounds of one HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A client must send each request head within this time, or the connection is closed.
+    pub header_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Request heads larger than this are refused by hyper with 431.
+    pub max_head_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// How a listener takes part in shutdown.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// Client sessions (streaming, signalling): accepting stops when the proxy drains, drain
+    /// waits for open connections, and they are ended when the grace period is over.
+    Sessions,
+    /// Probes, metrics and registration: they must keep answering while the proxy drains
+    /// (readiness says 503 then), so they accept until the grace period is over.
+    Control,
+}
+
+/// Serves `handler` on `listener` until the proxy shuts down, as `role` says.
+pub async fn serve<H, F, B>(
+    listener: TcpListener,
+    what: &'static str,
+    limits: HttpLimits,
+    role: Role,
+    lifecycle: Lifecycle,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handler = Arc::new(handler);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let stop_accepting = match role {
+        Role::Sessions => lifecycle.draining().clone(),
+        Role::Control => lifecycle.terminate().clone(),
+    };
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = stop_accepting.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = what, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(listener = what, client = %client, limit = limits.max_connections, "too many connections, closing this one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let terminate = lifecycle.terminate().clone();
+        let connection = async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let answer = handler(req, client);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_head_bytes)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(listener = what, client = %client, error = %err, "HTTP connection ended with an error");
+                    }
+                }
+                _ = terminate.cancelled() => {}
+            }
+        };
+        match role {
+            Role::Sessions => {
+                lifecycle.spawn_session(connection);
+            }
+            Role::Control => {
+                tokio::spawn(connection);
+            }
+        }
+    }
+    tracing::info!(listener = what, "stopped accepting");
+}
