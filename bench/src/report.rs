@@ -169,7 +169,7 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult], why_missed: &[(&str,
          (subject ÷ baseline). A target is judged on the worst repeat.\n"
     );
     let _ = writeln!(out, "## Targets\n");
-    let _ = writeln!(out, "| target | scenario | worst repeat | met |");
+    let _ = writeln!(out, "| target | figure | worst repeat | met |");
     let _ = writeln!(out, "|---|---|---|---|");
     for scenario in scenarios {
         for figure in &scenario.figures {
@@ -182,9 +182,10 @@ pub fn render(info: &RunInfo, scenarios: &[ScenarioResult], why_missed: &[(&str,
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {}. {} | {} | {} |",
                 target.text,
-                scenario.title,
+                number_of(scenarios, scenario),
+                figure.label,
                 worst,
                 if met { "yes" } else { "**no**" }
             );
@@ -274,6 +275,14 @@ pub fn summary(result: &ScenarioResult) -> String {
     out
 }
 
+/// The section number of `scenario` in the report.
+fn number_of(scenarios: &[ScenarioResult], scenario: &ScenarioResult) -> usize {
+    scenarios
+        .iter()
+        .position(|s| std::ptr::eq(s, scenario))
+        .map_or(0, |i| i + 1)
+}
+
 fn load_text(load: [f64; 3]) -> String {
     format!("{:.2} / {:.2} / {:.2}", load[0], load[1], load[2])
 }
@@ -345,7 +354,7 @@ mod tests {
         };
         let text = render(&info, &[scenario(vec![relay.clone()])], &[]);
         assert!(
-            text.contains("| relay >= 80% | RTMP relay | 1.50× | yes |"),
+            text.contains("| relay >= 80% | 1. throughput | 1.50× | yes |"),
             "{text}"
         );
         assert!(text.contains("proxy: 580 / **600** / 620"), "{text}");
