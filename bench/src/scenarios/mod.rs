@@ -43,11 +43,13 @@ pub const WHY_MISSED: &[(&str, &str)] = &[
     (
         streams::RSS_TARGET,
         "the proxy keeps, per stream, a read buffer toward the client sized to its recent \
-         reads, the codec state and the write buffers of both hops. A proxy scheduled late (a \
-         loaded machine) finds more bytes waiting per read and grows those buffers; they are \
-         given back after a streak of small reads or flushes, but the allocator keeps the pages \
-         it was given. Early runs of this suite at load average 9 to 10, before buffers were \
-         given back, measured 57 to 71 KiB per stream at 1,000 streams.",
+         reads, the codec state and the write buffers of both hops. When the proxy is scheduled \
+         late (other processes on the two cores), every read finds more bytes waiting and comes \
+         back full, so the adaptive read size grows toward its 128 KiB maximum: fewer, larger \
+         reads, less CPU per byte (the repeats with high RSS show a lower CPU per stream) and \
+         more memory. Buffers are given back after a streak of small reads, which a starved \
+         proxy does not see. The median repeat is the figure of an unloaded proxy; capping the \
+         read size by the stream's rate would bound the worst case and is not done yet.",
     ),
     (
         pick::P99_TARGET,
