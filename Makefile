@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke lint fmt build release release-binaries generate k8s-assets-path clean
+.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path clean
 
 ## run: build and start the proxy with the in-memory load balancer on the default ports
 run:
@@ -48,6 +48,13 @@ test-integration:
 ## test-e2e: end-to-end tests across both binaries with real media peers
 test-e2e:
 	$(CARGO) test -p originstack-e2e --test '*'
+
+## bench: the standard benchmarks (long, about 25 minutes; not part of `make test`): writes
+## bench/report.md and bench/report.png, raw results under bench/out/. BENCH_ARGS are passed on
+## (e.g. BENCH_ARGS="--only relay,idle --repeats 5"; `originstack-bench run --help`).
+bench: deps
+	$(CARGO) build --release -p originstack-proxy -p originstack-bench
+	./target/release/originstack-bench run $(BENCH_ARGS)
 
 ## fuzz: every cargo-fuzz target of the proxy's parsers for FUZZ_SECONDS each (default 600)
 FUZZ_SECONDS ?= 600

@@ -9,8 +9,9 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian packages: real peers for the tests, and what the builds need.
-packages=(redis-server ffmpeg nginx-light libnginx-mod-rtmp srt-tools curl openssl pkg-config)
+# Debian packages: real peers for the tests, what the builds need, and the font of the
+# benchmark chart (bench/report.png).
+packages=(redis-server ffmpeg nginx-light libnginx-mod-rtmp srt-tools curl openssl pkg-config fonts-dejavu-core)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -49,6 +49,8 @@ pub struct NginxRtmpConfig {
     pub hls: bool,
     /// Extra directives for every application, e.g. `wait_key off;`.
     pub app_directives: String,
+    /// nginx `worker_connections`: every publisher and player is one.
+    pub worker_connections: u32,
 }
 
 impl Default for NginxRtmpConfig {
@@ -60,6 +62,7 @@ impl Default for NginxRtmpConfig {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             hls: true,
             app_directives: String::new(),
+            worker_connections: 1024,
         }
     }
 }
@@ -432,6 +435,7 @@ fn render_config(
     let playlist = config.hls_playlist_length.as_millis().max(1);
     let hls = if config.hls { "on" } else { "off" };
     let extra = &config.app_directives;
+    let worker_connections = config.worker_connections.max(16);
     let mut conf = String::new();
     if let Some(module) = module {
         let _ = writeln!(conf, "load_module \"{}\";", module.display());
@@ -446,7 +450,7 @@ pid "{dir}/nginx.pid";
 lock_file "{dir}/nginx.lock";
 error_log "{dir}/error.log" info;
 events {{
-    worker_connections 1024;
+    worker_connections {worker_connections};
 }}
 rtmp {{
     # Without it the module opens the compiled-in /var/log/nginx/access.log.

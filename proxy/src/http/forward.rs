@@ -29,6 +29,9 @@ const SESSION_KIND: &str = "hls";
 /// A playback session outlives a few playlist reloads; each reload refreshes it.
 const SESSION_TTL: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes read from an origin at a time (see [`Forwarder::new`]); also the largest response
+/// head accepted from an origin.
+const ORIGIN_READ_SIZE: usize = 8 * 1024;
 /// Time allowed for the origin's response head (a live body then streams without a limit).
 const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,6 +53,11 @@ impl Forwarder {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            // hyper's read buffer otherwise grows up to ~400 KiB on a burst (a new player's
+            // first GOP) and keeps that allocation for the life of the connection: with many
+            // players of live bodies that was most of the proxy's memory (174 KiB a player).
+            // Fixed 8 KiB reads carry any live stream; an origin's response head must fit too.
+            .http1_read_buf_exact_size(ORIGIN_READ_SIZE)
             .build(connector);
         Self { client }
     }

@@ -22,9 +22,15 @@ use super::{
 /// an incomplete chunk header, whatever the peer's chunk size.
 const MIN_READ_SIZE: usize = 16 * 1024;
 const MAX_READ_SIZE: usize = 128 * 1024;
-/// A write buffer that grew for one large message is given back beyond this size, so an idle
-/// stream does not keep its biggest keyframe's worth of memory.
-const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// Write buffers up to this size are always kept. A larger one is kept while flushes fill a
+/// good part of it (a fast stream) and given back after [`SLOW_STREAK`] small flushes in a
+/// row (it grew for a keyframe of a real-time stream), so a thousand streams do not each keep
+/// their biggest keyframe's worth of memory.
+const WRITE_BUFFER_KEEP: usize = 16 * 1024;
+/// Reads at the smallest size, or small flushes, in a row after which a buffer grown for a
+/// burst is given back. Long enough that a fast stream's occasional short read or flush does
+/// not make it reallocate.
+const SLOW_STREAK: u8 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -52,6 +58,9 @@ pub struct RtmpConnection {
     acknowledged: u64,
     /// The peer's Window Acknowledgement Size: acknowledge every this many bytes.
     ack_window: Option<u32>,
+    /// Reads at the smallest size in a row, and flushes small for the write buffer in a row.
+    slow_reads: u8,
+    small_flushes: u8,
 }
 
 impl RtmpConnection {
@@ -66,6 +75,8 @@ impl RtmpConnection {
             received: 0,
             acknowledged: 0,
             ack_window: None,
+            slow_reads: 0,
+            small_flushes: 0,
         }
     }
 
@@ -117,12 +128,25 @@ impl RtmpConnection {
     /// Reads more bytes from the socket; `Ok(0)` when the peer closed. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
         self.read_buf.reserve(self.read_size);
+        if self.slow_reads >= SLOW_STREAK && self.read_buf.capacity() >= 2 * MIN_READ_SIZE {
+            // Grown for a burst (a keyframe, a backlog) and the stream has been slow since:
+            // give the allocation back, keeping the few undecoded bytes (at most a partial
+            // chunk header, as the decoder consumes partial payloads).
+            let mut smaller = BytesMut::with_capacity(MIN_READ_SIZE.max(self.read_buf.len()));
+            smaller.extend_from_slice(&self.read_buf);
+            self.read_buf = smaller;
+        }
         let room = self.read_buf.capacity() - self.read_buf.len();
         let n = self.socket.read_buf(&mut self.read_buf).await?;
         self.read_size = if n == room {
             (self.read_size * 2).min(MAX_READ_SIZE)
         } else {
             (self.read_size / 2).max(MIN_READ_SIZE)
+        };
+        self.slow_reads = if self.read_size == MIN_READ_SIZE {
+            self.slow_reads.saturating_add(1)
+        } else {
+            0
         };
         self.received += n as u64;
         if let Some(window) = self.ack_window
@@ -193,9 +217,17 @@ impl RtmpConnection {
             return Ok(());
         }
         self.socket.write_all(&self.write_buf).await?;
+        let flushed = self.write_buf.len();
         self.write_buf.clear();
-        if self.write_buf.capacity() > WRITE_BUFFER_KEEP {
+        let capacity = self.write_buf.capacity();
+        self.small_flushes = if capacity > WRITE_BUFFER_KEEP && flushed * 4 < capacity {
+            self.small_flushes.saturating_add(1)
+        } else {
+            0
+        };
+        if self.small_flushes >= SLOW_STREAK {
             self.write_buf = BytesMut::new();
+            self.small_flushes = 0;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use tokio::{net::TcpStream, sync::OwnedSemaphorePermit};
+use tokio::{net::TcpStream, sync::OwnedSemaphorePermit, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -60,6 +60,11 @@ struct StreamRequest {
 }
 
 /// Runs a session to its end, logging how it ended with the client address and stream key.
+///
+/// Until the client sends its first byte a connection costs only this small future and its
+/// socket, so a crowd of idle connections (scanners, stalled clients, floods up to the
+/// connection limit) stays cheap: the log span, the handshake buffers, the codec state and
+/// the large setup-and-relay future are allocated once the handshake starts.
 pub async fn run(
     socket: TcpStream,
     client: SocketAddr,
@@ -68,9 +73,46 @@ pub async fn run(
     terminate: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let mut first_byte = [0u8; 1];
+    let waited = tokio::select! {
+        _ = terminate.cancelled() => return,
+        waited = tokio::time::timeout_at(deadline, socket.peek(&mut first_byte)) => waited,
+    };
+    match waited {
+        Ok(Ok(0)) => {
+            // Closed without a byte: TCP health checks and probes.
+            tracing::debug!(client = %client, "connection closed before the handshake");
+            return;
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::info!(client = %client, error = %err, "RTMP connection failed before the handshake");
+            return;
+        }
+        Err(_) => {
+            let err = SessionError::SetupTimeout(limits.handshake_timeout);
+            tracing::warn!(client = %client, stream = "-", error = %err, "RTMP session closed");
+            return;
+        }
+    }
+    Box::pin(session(
+        socket, client, resolver, limits, terminate, deadline,
+    ))
+    .await
+}
+
+async fn session(
+    socket: TcpStream,
+    client: SocketAddr,
+    resolver: Arc<dyn OriginResolver>,
+    limits: Arc<RtmpLimits>,
+    terminate: CancellationToken,
+    deadline: Instant,
+) {
     let span = tracing::info_span!("rtmp", client = %client, stream = tracing::field::Empty);
     async move {
-        match serve_client(socket, &*resolver, &limits, &terminate).await {
+        match serve_client(socket, &*resolver, &limits, &terminate, deadline).await {
             Ok((key, end)) => tracing::info!(stream = %key, ?end, "RTMP session ended"),
             Err((key, err)) => {
                 let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
@@ -94,11 +136,13 @@ async fn serve_client(
     resolver: &dyn OriginResolver,
     limits: &RtmpLimits,
     terminate: &CancellationToken,
+    deadline: Instant,
 ) -> Result<(RtmpStreamKey, RelayEnd), Failure> {
     let _ = socket.set_nodelay(true);
     let decoder_limits = limits.decoder_limits();
-    // Handshake, commands, resolution and the origin's setup all fall under one deadline: a
-    // client that dribbles bytes cannot hold a slot longer than that before relaying.
+    // Waiting for the first byte, handshake, commands, resolution and the origin's setup all
+    // fall under one deadline: a client that dribbles bytes cannot hold a slot longer than
+    // that before relaying.
     let setup = async {
         let mut client = RtmpConnection::accept(socket, decoder_limits)
             .await
@@ -158,7 +202,7 @@ async fn serve_client(
         Ok((client, opened, resolved, request.key))
     };
     let (mut client, mut opened, resolved, key) =
-        match tokio::time::timeout(limits.handshake_timeout, setup).await {
+        match tokio::time::timeout_at(deadline, setup).await {
             Ok(result) => result?,
             Err(_) => return Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
         };

@@ -1,0 +1,154 @@
+//! What a process costs, read from `/proc`: resident memory, CPU time, open descriptors; and
+//! the machine's load, which every report states next to its figures.
+
+use anyhow::Context;
+
+/// Resident set size of `pid`, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User + system CPU time `pid` has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("bad /proc/{pid}/stat"))?;
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted after its closing parenthesis.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15 (1-based).
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// Descriptors `pid` holds open.
+pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("list /proc/{pid}/fd"))?
+        .count())
+}
+
+/// Raises this process's soft descriptor limit to the hard one (children inherit it), so
+/// 10,000 connections fit in the load generator and in the processes it starts. Returns the
+/// limit now in force.
+pub fn raise_fd_limit() -> anyhow::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the plain struct passed by pointer.
+    unsafe {
+        anyhow::ensure!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            anyhow::ensure!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
+                "setrlimit(RLIMIT_NOFILE, {}): {}",
+                limit.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> anyhow::Result<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("read /proc/loadavg")?;
+    parse_loadavg(&text).context("bad /proc/loadavg")
+}
+
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+/// CPU time and RSS of one process between two instants.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: std::time::Instant,
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+}
+
+impl Sample {
+    pub fn take(pid: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            at: std::time::Instant::now(),
+            cpu_seconds: cpu_seconds(pid)?,
+            rss_kib: rss_kib(pid)?,
+        })
+    }
+
+    /// Share of one core used since `earlier` (1.0 = a whole core).
+    pub fn cores_since(&self, earlier: &Sample) -> f64 {
+        let wall = (self.at - earlier.at).as_secs_f64();
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        (self.cpu_seconds - earlier.cpu_seconds) / wall
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rss_from_status() {
+        let status = "Name:\tproxy\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(4321));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_a_name_with_spaces_and_parentheses() {
+        let stat = "42 (tokio (rt) w) S 1 42 42 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(320));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn reads_load_average() {
+        assert_eq!(
+            parse_loadavg("0.52 1.96 1.98 2/301 5523\n"),
+            Some([0.52, 1.96, 1.98])
+        );
+        assert_eq!(parse_loadavg("x"), None);
+    }
+
+    #[test]
+    fn measures_this_process() {
+        let pid = std::process::id();
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(open_fds(pid).unwrap() >= 3);
+        assert!(raise_fd_limit().unwrap() >= 1024);
+    }
+}

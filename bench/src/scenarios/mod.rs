@@ -1,0 +1,296 @@
+//! The standard scenarios of `make bench`. Each measures its subject and its baseline in the
+//! same repeat, against real peers (nginx-rtmp, redis-server, the real proxy binary), and
+//! returns a [`ScenarioResult`].
+
+pub mod fanout;
+pub mod idle;
+pub mod pick;
+pub mod relay;
+pub mod streams;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use originstack_e2e::{NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    crowd::{Counters, Crowd},
+    procstat,
+    progress::Progress,
+    register::{self, Heartbeat},
+    report::{Figure, ScenarioResult},
+};
+
+/// Why a target can be missed, by the target's text: the report prints it under a missed one.
+pub const WHY_MISSED: &[(&str, &str)] = &[
+    (
+        fanout::RSS_TARGET,
+        "every player costs the proxy two HTTP/1 connections on hyper: the player's (server \
+         side) and its own request to the origin (client side; the proxy relays, it does not fan \
+         out). hyper keeps a read buffer and an 8 KiB header buffer per connection for its whole \
+         life, plus a task and a body channel, so four small buffers per player are the floor of \
+         this design. The origin side's read buffer was the biggest cost: it grew to hundreds of \
+         KiB on a new player's first GOP and was kept (174 KiB per player measured before the \
+         fix); it now reads 8 KiB at a time. Getting under 32 KiB needs the live body relayed \
+         without hyper's client (a plain upstream connection whose chunked body is passed \
+         through).",
+    ),
+    (
+        streams::RSS_TARGET,
+        "the proxy keeps, per stream, a read buffer toward the client sized to its recent \
+         reads, the codec state and the write buffers of both hops. When the proxy is scheduled \
+         late (other processes on the two cores), every read finds more bytes waiting and comes \
+         back full, so the adaptive read size grows toward its 128 KiB maximum: fewer, larger \
+         reads, less CPU per byte (the repeats with high RSS show a lower CPU per stream) and \
+         more memory. Buffers are given back after a streak of small reads, which a starved \
+         proxy does not see. The median repeat is the figure of an unloaded proxy; capping the \
+         read size by the stream's rate would bound the worst case and is not done yet.",
+    ),
+    (
+        pick::P99_TARGET,
+        "the tail of a loopback round trip is the scheduler's on a loaded 2-core machine: compare \
+         the PING baseline's own p99 in the same repeats. The median pick is one script call \
+         (one round trip, as the last row shows).",
+    ),
+];
+
+/// Everything the scenarios share.
+pub struct Bench {
+    /// The `originstack-proxy` binary under test.
+    pub proxy_bin: PathBuf,
+    pub repeats: usize,
+    /// Length of each measuring window.
+    pub window: Duration,
+    pub progress: Arc<Progress>,
+    work: tempfile::TempDir,
+    light: OnceLock<PathBuf>,
+    heavy: OnceLock<PathBuf>,
+}
+
+impl Bench {
+    pub fn new(proxy_bin: PathBuf, repeats: usize, window: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            proxy_bin.is_file(),
+            "no proxy binary at {} (build it: cargo build --release -p originstack-proxy)",
+            proxy_bin.display()
+        );
+        Ok(Self {
+            proxy_bin,
+            repeats: repeats.max(1),
+            window,
+            progress: Arc::new(Progress::new()),
+            work: tempfile::Builder::new()
+                .prefix("originstack-bench-")
+                .tempdir()?,
+            light: OnceLock::new(),
+            heavy: OnceLock::new(),
+        })
+    }
+
+    /// The 320x240 sample (made on first use).
+    pub fn light_sample(&self) -> anyhow::Result<&Path> {
+        sample(&self.light, crate::media::light_sample)
+    }
+
+    /// The 1280x720 20 Mbit/s sample (made on first use).
+    pub fn heavy_sample(&self) -> anyhow::Result<&Path> {
+        sample(&self.heavy, || crate::media::heavy_sample(self.work.path()))
+    }
+
+    /// The real proxy binary on free loopback ports (in-memory load balancer) with `envs`.
+    pub fn start_proxy(&self, envs: &[(&str, String)]) -> anyhow::Result<ProxyProcess> {
+        ProxyProcess::start(&self.proxy_bin.to_string_lossy(), envs)
+    }
+}
+
+fn sample(
+    cell: &OnceLock<PathBuf>,
+    make: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<&Path> {
+    if cell.get().is_none() {
+        let _ = cell.set(make()?);
+    }
+    Ok(cell.get().expect("set above"))
+}
+
+/// An nginx-rtmp origin that only relays (no HLS) and takes `connections` clients.
+pub fn relay_origin(connections: u32) -> anyhow::Result<NginxRtmpOrigin> {
+    NginxRtmpOrigin::start_with(NginxRtmpConfig {
+        apps: vec!["live".into()],
+        hls: false,
+        worker_connections: connections + 64,
+        ..NginxRtmpConfig::default()
+    })
+}
+
+/// A proxy process with one origin registered over the register API and heartbeated (every
+/// 5 s, well inside the default 30 s TTL) for as long as it lives.
+pub struct RegisteredProxy {
+    // Declared first: the heartbeats stop before the proxy goes away.
+    _heartbeats: tokio_util::sync::DropGuard,
+    pub proxy: ProxyProcess,
+}
+
+impl RegisteredProxy {
+    pub fn pid(&self) -> u32 {
+        self.proxy.process.pid()
+    }
+}
+
+impl Bench {
+    /// The proxy binary (in-memory load balancer, `envs` added) with `origin` registered.
+    pub async fn proxy_with_origin(
+        &self,
+        origin: Heartbeat,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<RegisteredProxy> {
+        let proxy = self.start_proxy(envs)?;
+        let stop = CancellationToken::new();
+        register::keep_registered(proxy.system, origin, Duration::from_secs(5), stop.clone())
+            .await
+            .context("register the origin with the proxy")?;
+        Ok(RegisteredProxy {
+            _heartbeats: stop.drop_guard(),
+            proxy,
+        })
+    }
+}
+
+/// When and under what load a scenario ran.
+pub struct Clock {
+    measured_at: String,
+    load_before: [f64; 3],
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self {
+            measured_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            load_before: procstat::load_average().unwrap_or_default(),
+        }
+    }
+
+    pub fn finish(
+        self,
+        id: &str,
+        title: &str,
+        method: String,
+        repeats: usize,
+        figures: Vec<Figure>,
+        notes: Vec<String>,
+    ) -> ScenarioResult {
+        ScenarioResult {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            method,
+            measured_at: self.measured_at,
+            load_before: self.load_before,
+            load_after: procstat::load_average().unwrap_or_default(),
+            repeats,
+            figures,
+            notes,
+        }
+    }
+}
+
+/// Waits until `n` sessions of a crowd are up; fails when one failed or `timeout` passed.
+pub async fn wait_up(
+    progress: &Progress,
+    what: &str,
+    counters: &Counters,
+    n: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (up, failed) = (counters.up(), counters.failed());
+        progress.status(format!("{what}: {up}/{n} up, {failed} failed"));
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} of {n} {what} failed (see the log above)"
+        );
+        if up >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {up} of {n} {what} were up after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh stream name per session, so an origin that has not yet seen the previous run's
+/// publisher leave never refuses a publish.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What a crowd did over one measuring window, and what it cost the process relaying it.
+pub struct Window {
+    pub media_bytes: u64,
+    pub seconds: f64,
+    /// RSS added per session since before the crowd (NaN without a process to watch).
+    pub rss_kib_per_session: f64,
+    /// Share of one core per session, in percent (NaN without a process).
+    pub cpu_percent_per_session: f64,
+}
+
+impl Window {
+    /// Media per session, kbit/s.
+    pub fn kbit_per_session(&self, sessions: usize) -> f64 {
+        self.media_bytes as f64 * 8.0 / 1000.0 / self.seconds / sessions.max(1) as f64
+    }
+}
+
+/// Waits until the whole crowd is up, lets it settle, then measures over the bench window:
+/// media counted by the crowd, CPU and RSS of `pid` (RSS less `idle_rss`, read before the
+/// crowd started). Stops the crowd; fails if any session failed.
+pub async fn measure(
+    bench: &Bench,
+    what: &str,
+    crowd: Crowd,
+    pid: Option<u32>,
+    idle_rss: u64,
+    settle: Duration,
+) -> anyhow::Result<Window> {
+    let n = crowd.len();
+    wait_up(
+        &bench.progress,
+        what,
+        &crowd.counters,
+        n as u64,
+        Duration::from_secs(60),
+    )
+    .await?;
+    tokio::time::sleep(settle).await;
+    let before = pid.map(procstat::Sample::take).transpose()?;
+    let counted_before = crowd.counters.media_bytes();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(bench.window).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let media_bytes = crowd.counters.media_bytes() - counted_before;
+    let after = pid.map(procstat::Sample::take).transpose()?;
+    crowd.ensure_none_failed(what)?;
+    crowd.stop().await;
+    let (rss, cpu) = match (before, after) {
+        (Some(before), Some(after)) => (
+            after.rss_kib.saturating_sub(idle_rss) as f64 / n as f64,
+            after.cores_since(&before) * 100.0 / n as f64,
+        ),
+        _ => (f64::NAN, f64::NAN),
+    };
+    Ok(Window {
+        media_bytes,
+        seconds,
+        rss_kib_per_session: rss,
+        cpu_percent_per_session: cpu,
+    })
+}
