@@ -54,28 +54,7 @@ pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
 /// 10,000 connections fit in the load generator and in the processes it starts. Returns the
 /// limit now in force.
 pub fn raise_fd_limit() -> anyhow::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the plain struct passed by pointer.
-    unsafe {
-        anyhow::ensure!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
-            "getrlimit(RLIMIT_NOFILE): {}",
-            std::io::Error::last_os_error()
-        );
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            anyhow::ensure!(
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
-                "setrlimit(RLIMIT_NOFILE, {}): {}",
-                limit.rlim_max,
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(limit.rlim_cur)
+    originstack_proxy::lifecycle::raise_open_file_limit().context("raise RLIMIT_NOFILE")
 }
 
 /// The 1, 5 and 15 minute load averages.

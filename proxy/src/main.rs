@@ -8,6 +8,10 @@ async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
     let config = Config::parse();
     telemetry::init(config.log_format);
+    match originstack_proxy::lifecycle::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+    }
     match originstack_proxy::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
