@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(others(&sdp), others(&out), "non-candidate lines changed");
     for line in out.split_inclusive('\n') {
         if let Some(candidate) = line.strip_prefix("a=candidate:") {
-            let tokens: Vec<&str> = candidate.trim_end_matches(['\r', '\n']).split(' ').collect();
+            let tokens: Vec<&str> = candidate
+                .trim_end_matches(['\r', '\n'])
+                .split(' ')
+                .collect();
             assert_eq!(tokens[4], "203.0.113.9", "{line:?}");
             assert_eq!(tokens[5], "8000", "{line:?}");
             assert!(tokens[2].eq_ignore_ascii_case("udp"), "{line:?}");

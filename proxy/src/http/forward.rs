@@ -3,22 +3,20 @@
 use std::{
     hash::{Hash, Hasher},
     net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Body, BoxError, json_error, playlist};
+use super::{Body, BoxError, json_error, live, playlist};
 use crate::{
     Proxy,
     origins::{PickError, Protocol, StreamKey, StreamLease},
@@ -29,8 +27,9 @@ const SESSION_KIND: &str = "hls";
 /// A playback session outlives a few playlist reloads; each reload refreshes it.
 const SESSION_TTL: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Bytes read from an origin at a time (see [`Forwarder::new`]); also the largest response
-/// head accepted from an origin.
+/// Bytes read from an origin at a time by hyper's client, which carries playlists and segments
+/// (see [`Forwarder::new`]; live bodies have their own client, [`live`]); also the largest
+/// response head accepted from an origin.
 const ORIGIN_READ_SIZE: usize = 8 * 1024;
 /// Time allowed for the origin's response head (a live body then streams without a limit).
 const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,18 +69,35 @@ impl Forwarder {
         key: StreamKey,
         client: SocketAddr,
     ) -> Response<Body> {
-        let (lease, _, response) = match self.fetch_from_owner(proxy, &req, &key, client).await {
+        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let headers = forwarded_headers(req.headers(), client);
+        let deadlines = live::Deadlines {
+            connect: CONNECT_TIMEOUT,
+            head: RESPONSE_HEAD_TIMEOUT,
+        };
+        let fetched = self
+            .fetch_from_owner(proxy, &key, client, |origin| {
+                let headers = &headers;
+                let method = req.method();
+                async move {
+                    let response = live::open(origin, method, target, headers, deadlines)
+                        .await
+                        .map_err(FetchError::Live)?;
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Ok(Response::from_parts(parts, body))
+                }
+            })
+            .await;
+        let (lease, _, response) = match fetched {
             Ok(found) => found,
             Err(answer) => return answer,
         };
         tracing::info!(stream = %key, client = %client, origin = %lease.origin().server, "HTTP live stream");
         response.map(|body| {
-            LeasedBody {
-                body,
-                _lease: Some(lease),
-            }
-            .map_err(BoxError::from)
-            .boxed_unsync()
+            body.with_lease(lease)
+                .map_err(BoxError::from)
+                .boxed_unsync()
         })
     }
 
@@ -102,8 +118,12 @@ impl Forwarder {
                 .fetch_playlist(proxy, &req, known.origin, &known.stream, &id, client)
                 .await;
         }
-        let (lease, origin, response) = match self.fetch_from_owner(proxy, &req, &key, client).await
-        {
+        let fetched = self
+            .fetch_from_owner(proxy, &key, client, |origin| {
+                self.fetch(origin, &req, client)
+            })
+            .await;
+        let (lease, origin, response) = match fetched {
             Ok(found) => found,
             Err(answer) => return answer,
         };
@@ -115,13 +135,17 @@ impl Forwarder {
     /// Picks the owner of `key` and sends it the request. An owner that refuses the connection
     /// is taken out of the registry and the stream picked once more, so a player is not lost
     /// to an origin that died before its heartbeats stopped counting.
-    async fn fetch_from_owner(
+    async fn fetch_from_owner<T, F, Fut>(
         &self,
         proxy: &Proxy,
-        req: &Request<Incoming>,
         key: &StreamKey,
         client: SocketAddr,
-    ) -> Result<(StreamLease, SocketAddr, Response<Incoming>), Response<Body>> {
+        fetch: F,
+    ) -> Result<(StreamLease, SocketAddr, T), Response<Body>>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: Future<Output = Result<T, FetchError>>,
+    {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -133,7 +157,7 @@ impl Forwarder {
             let Some(origin) = lease.origin().endpoint(Protocol::Http) else {
                 return Err(no_http_endpoint(&lease));
             };
-            match self.fetch(origin, req, client).await {
+            match fetch(origin).await {
                 Ok(response) => return Ok((lease, origin, response)),
                 Err(err) if attempts < 2 && err.is_refused() => {
                     tracing::warn!(stream = %key, client = %client, origin = %origin, error = %err, "origin refused, picking again");
@@ -296,12 +320,18 @@ enum FetchError {
     Timeout,
     #[error("{0}")]
     Http(hyper_util::client::legacy::Error),
+    #[error("{0}")]
+    Live(live::LiveError),
 }
 
 impl FetchError {
     /// Nothing listens on the origin's port (the connection was refused).
     fn is_refused(&self) -> bool {
-        let Self::Http(err) = self else { return false };
+        let err = match self {
+            Self::Http(err) => err,
+            Self::Live(err) => return err.is_refused(),
+            _ => return false,
+        };
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(current) = cause {
             if let Some(io) = current.downcast_ref::<std::io::Error>() {
@@ -406,33 +436,6 @@ fn origin_unreachable(
         StatusCode::BAD_GATEWAY,
         &format!("origin {origin} is unreachable: {err}"),
     )
-}
-
-/// An origin's response body that keeps the stream's lease for as long as it streams; when the
-/// player goes away hyper drops it, which closes the origin connection and ends the lease.
-struct LeasedBody {
-    body: Incoming,
-    _lease: Option<StreamLease>,
-}
-
-impl hyper::body::Body for LeasedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

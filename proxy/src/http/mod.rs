@@ -10,7 +10,9 @@
 //! - Requests carrying `spbhid` (segments, init sections, variant playlists) go to the origin
 //!   recorded in that session.
 
+pub mod chunked;
 pub(crate) mod forward;
+mod live;
 pub mod playlist;
 pub mod request;
 pub mod server;
