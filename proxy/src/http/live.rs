@@ -17,7 +17,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::{Frame, SizeHint};
 use tokio::{
     io::{AsyncRead, AsyncWriteExt, ReadBuf},
@@ -171,13 +171,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, LiveError> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| LiveError::BadHead("invalid status code".into()))?;
+    // The version stays the proxy's own: the player's connection is not the origin's.
     let mut response = Response::new(());
     *response.status_mut() = status;
-    *response.version_mut() = if parsed.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
     let headers = response.headers_mut();
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -338,6 +334,8 @@ impl hyper::body::Body for LiveBody {
 
 #[cfg(test)]
 mod tests {
+    use http::Version;
+
     use super::*;
 
     fn head(raw: &[u8]) -> Response<()> {
@@ -365,7 +363,7 @@ mod tests {
             Framing::Empty
         ));
         let old = head(b"HTTP/1.0 200 OK\r\n\r\n");
-        assert_eq!(old.version(), Version::HTTP_10);
+        assert_eq!(old.version(), Version::HTTP_11);
         assert!(matches!(
             framing(&Method::GET, &old).unwrap(),
             Framing::UntilClose
