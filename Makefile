@@ -49,7 +49,7 @@ test-integration:
 test-e2e:
 	$(CARGO) test -p originstack-e2e --test '*'
 
-## bench: the standard benchmarks (long, about 25 minutes; not part of `make test`): writes
+## bench: the standard benchmarks (long, about 15 minutes with the build; not part of `make test`): writes
 ## bench/report.md and bench/report.png, raw results under bench/out/. BENCH_ARGS are passed on
 ## (e.g. BENCH_ARGS="--only relay,idle --repeats 5"; `originstack-bench run --help`).
 bench: deps

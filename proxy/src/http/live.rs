@@ -255,7 +255,8 @@ impl LiveBody {
                 Ok(Some(data))
             }
             Framing::Chunked(decoder) => {
-                let mut out = BytesMut::new();
+                // Never more data than input: one allocation of the right size at most.
+                let mut out = BytesMut::with_capacity(input.len());
                 decoder.decode(input, &mut out)?;
                 if decoder.is_done() {
                     self.framing = Framing::Empty;
