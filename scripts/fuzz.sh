@@ -22,6 +22,8 @@ for target in $(cargo +nightly fuzz list); do
   echo "[fuzz] $target for ${seconds}s" >&2
   if ! cargo +nightly fuzz run -O "$target" "${dirs[@]}" -- \
       -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+    # The panic message sits above libFuzzer's long stack dump; show it first.
+    grep -A 6 'panicked at' "$log" | head -n 20 >&2 || true
     tail -n 60 "$log" >&2
     echo "[fuzz] $target FAILED (log: $log)" >&2
     exit 1
