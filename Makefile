@@ -90,8 +90,8 @@ generate:
 	$(CARGO) run -q -p originstack-operator -- crd > crds/originclusters.originstack.dev.yaml
 	cp crds/originclusters.originstack.dev.yaml charts/originstack/files/
 	$(CARGO) run -q -p originstack-operator -- rbac > charts/originstack/templates/_rules.tpl
-	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-proxy --test docs_reference
-	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-operator --test docs_reference
+	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-proxy --test docs_reference -- --test-threads=1
+	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-operator --test docs_reference -- --test-threads=1
 
 ## k8s-assets-path: print the directory holding kube-apiserver, etcd and helm (builds them once)
 k8s-assets-path:

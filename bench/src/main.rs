@@ -433,15 +433,8 @@ async fn play(args: PlayArgs) -> anyhow::Result<()> {
 }
 
 async fn register_origins(args: RegisterArgs) -> anyhow::Result<()> {
-    let api = rtmp_load::resolve(
-        args.api
-            .rsplit_once(':')
-            .map_or(args.api.as_str(), |(h, _)| h),
-        args.api
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(12025),
-    )?;
+    let (host, port) = rtmp_load::split_host_port(&args.api, 12025)?;
+    let api = rtmp_load::resolve(&host, port)?;
     let stop = CancellationToken::new();
     let progress = Progress::new();
     for i in 0..args.origins {

@@ -142,11 +142,11 @@ fn main() {
     );
     println!(
         "round trip, median: direct {:.1} µs, proxy {:.1} µs -> proxy/direct {:.2}, added {:.1} µs per round trip, {:.1} µs per datagram relayed",
-        micros(direct_latency.median),
-        micros(proxied_latency.median),
-        proxied_latency.median.as_secs_f64() / direct_latency.median.as_secs_f64(),
-        micros(proxied_latency.median.saturating_sub(direct_latency.median)),
-        micros(proxied_latency.median.saturating_sub(direct_latency.median)) / 2.0,
+        micros(direct_latency.p50),
+        micros(proxied_latency.p50),
+        proxied_latency.p50.as_secs_f64() / direct_latency.p50.as_secs_f64(),
+        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)),
+        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)) / 2.0,
     );
     println!(
         "round trip, p99:    direct {:.1} µs, proxy {:.1} µs",

@@ -27,7 +27,10 @@ use kube::{
 };
 use originstack_e2e::{
     Expect, NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, assert_playable,
-    kube::ControlPlane, local_address, proxy::parse_response, redis::RedisServer,
+    kube::ControlPlane,
+    local_address,
+    proxy::{metric, parse_response},
+    redis::RedisServer,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -370,18 +373,6 @@ async fn running(
     })
     .await;
     (cluster, origins, proxy)
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

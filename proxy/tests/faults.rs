@@ -10,7 +10,7 @@ use std::{
 };
 
 use originstack_e2e::{
-    Expect, Player, ProxyProcess, Publisher, assert_playable, redis::RedisServer,
+    Expect, Player, ProxyProcess, Publisher, assert_playable, proxy::metric, redis::RedisServer,
 };
 use rtmp_support::{carriers, origins, owners, redis_replica};
 
@@ -34,14 +34,6 @@ fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     true
-}
-
-/// The value of counter `name` in a Prometheus text exposition (0 when absent).
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// kill -9 of the origin carrying a stream: its publisher and player are disconnected at
@@ -99,7 +91,7 @@ fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
     republisher.ensure_running().unwrap();
     let metrics = proxy.metrics().unwrap();
     assert_eq!(
-        counter(&metrics, "originstack_proxy_origins_refused_total"),
+        metric(&metrics, "originstack_proxy_origins_refused_total"),
         1.0,
         "{metrics}"
     );
@@ -130,7 +122,7 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
             )
         })
         .collect();
-    assert!(eventually(Duration::from_secs(10), || counter(
+    assert!(eventually(Duration::from_secs(10), || metric(
         &a.metrics().unwrap_or_default(),
         "originstack_proxy_origins_alive"
     ) == 2.0));
@@ -237,7 +229,7 @@ fn sigterm_drains_one_replica_while_the_other_keeps_serving() {
         origins[0].http_port(),
         Duration::from_secs(1),
     );
-    assert!(eventually(Duration::from_secs(10), || counter(
+    assert!(eventually(Duration::from_secs(10), || metric(
         &a.metrics().unwrap_or_default(),
         "originstack_proxy_origins_alive"
     ) == 1.0));

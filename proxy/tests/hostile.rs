@@ -133,6 +133,9 @@ fn oversized_offers(api: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) -
         );
         while !stop.load(Ordering::Relaxed) {
             let Ok(mut socket) = TcpStream::connect(api) else {
+                // Refused or backlog full: back off rather than spin a core the healthy
+                // stream needs.
+                std::thread::sleep(Duration::from_millis(10));
                 continue;
             };
             let _ = socket.set_read_timeout(Some(Duration::from_secs(5)));

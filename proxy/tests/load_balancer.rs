@@ -350,6 +350,26 @@ async fn sessions_expire(make: MakeBackend) {
         lb.get_session("rtc", "id1").await.unwrap().as_deref(),
         Some("replaced")
     );
+    // Touching extends the lifetime and keeps the value; what is gone stays gone.
+    lb.put_session("hls", "id2", "kept", Duration::from_millis(400))
+        .await
+        .unwrap();
+    assert!(
+        lb.touch_session("hls", "id2", Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !lb.touch_session("hls", "id1", Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    sleep_ms(500).await;
+    assert_eq!(
+        lb.get_session("hls", "id2").await.unwrap().as_deref(),
+        Some("kept")
+    );
+    assert_eq!(lb.get_session("hls", "id1").await.unwrap(), None);
 }
 
 async fn registry_forgets_long_silent_origins(make: MakeBackend) {

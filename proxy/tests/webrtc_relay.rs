@@ -47,15 +47,9 @@ fn wait_until(
     }
 }
 
-/// The value of a sample in Prometheus text, 0 when absent.
+/// The value of a sample on `proxy`'s /metrics, 0 when absent.
 fn metric(proxy: &ProxyProcess, name: &str) -> f64 {
-    let text = proxy.metrics().unwrap();
-    text.lines()
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            (key == name).then(|| value.parse().ok())?
-        })
-        .unwrap_or(0.0)
+    originstack_e2e::proxy::metric(&proxy.metrics().unwrap(), name)
 }
 
 /// The `ip port` of every candidate in an SDP.

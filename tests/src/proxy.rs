@@ -115,6 +115,17 @@ impl ProxyProcess {
     }
 }
 
+/// The value of `sample` (a metric name with its labels, as exposed) in a Prometheus text
+/// exposition; 0 when absent, as an unset counter reads.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == sample).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
 /// One SRS heartbeat for an origin on 127.0.0.1 (service `svc`, pid `1`) to the system API
 /// at `system`.
 pub fn register(system: SocketAddr, server: &str, rtmp: u16, http: u16) -> anyhow::Result<()> {

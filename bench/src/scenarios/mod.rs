@@ -30,15 +30,11 @@ use crate::{
 pub const WHY_MISSED: &[(&str, &str)] = &[
     (
         fanout::RSS_TARGET,
-        "every player costs the proxy two HTTP/1 connections on hyper: the player's (server \
-         side) and its own request to the origin (client side; the proxy relays, it does not fan \
-         out). hyper keeps a read buffer and an 8 KiB header buffer per connection for its whole \
-         life, plus a task and a body channel, so four small buffers per player are the floor of \
-         this design. The origin side's read buffer was the biggest cost: it grew to hundreds of \
-         KiB on a new player's first GOP and was kept (174 KiB per player measured before the \
-         fix); it now reads 8 KiB at a time. Getting under 32 KiB needs the live body relayed \
-         without hyper's client (a plain upstream connection whose chunked body is passed \
-         through).",
+        "every player costs the proxy one HTTP/1 connection on hyper (the player's, with a \
+         read buffer and an 8 KiB header buffer for its whole life, and its task) and one plain \
+         connection to the origin, read only when the player can take more (no buffer between \
+         reads). Beyond that a player holds only frames not yet sent to it (up to hyper's \
+         max_buf_size per connection), which grows when players read slower than the stream.",
     ),
     (
         streams::RSS_TARGET,
@@ -46,9 +42,8 @@ pub const WHY_MISSED: &[(&str, &str)] = &[
          reads, the codec state and the write buffers of both hops. When the proxy is scheduled \
          late (other processes on the two cores), every read finds more bytes waiting and comes \
          back full, so the adaptive read size grows toward its 128 KiB maximum: fewer, larger \
-         reads, less CPU per byte (the repeats with high RSS show a lower CPU per stream) and \
-         more memory. Buffers are given back after a streak of small reads, which a starved \
-         proxy does not see. The median repeat is the figure of an unloaded proxy; capping the \
+         reads, less CPU per byte and more memory. Buffers are given back after a streak of \
+         small reads, which a starved proxy does not see. The median repeat is the figure of an unloaded proxy; capping the \
          read size by the stream's rate would bound the worst case and is not done yet.",
     ),
     (

@@ -7,10 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub struct Latency {
-    pub median: Duration,
-    pub p99: Duration,
-}
+use originstack_bench::stats::Latency;
 
 /// `rounds` round trips of `make(sequence)`; `is_echo` picks the answer to that sequence.
 pub fn ping_pong(
@@ -34,11 +31,7 @@ pub fn ping_pong(
         }
         rtts.push(sent.elapsed());
     }
-    rtts.sort();
-    Latency {
-        median: rtts[rtts.len() / 2],
-        p99: rtts[rtts.len() * 99 / 100],
-    }
+    Latency::of(rtts).expect("at least one round")
 }
 
 /// Echoed datagrams per second with `window` in flight for `run`; a lost one frees its slot

@@ -207,6 +207,15 @@ pub trait LoadBalancer: Send + Sync + 'static {
 
     async fn get_session(&self, kind: &str, id: &str) -> Result<Option<String>, BackendError>;
 
+    /// Extends a stored session's lifetime to `ttl` from now without rewriting its value (so
+    /// it cannot undo a concurrent update); `false` when it is unknown or expired.
+    async fn touch_session(
+        &self,
+        kind: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+
     /// Succeeds when the backend can serve requests now.
     async fn ping(&self) -> Result<(), BackendError>;
 }

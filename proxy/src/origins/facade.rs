@@ -294,6 +294,17 @@ impl Origins {
         Ok(self.backend.get_session(kind, id).await?)
     }
 
+    /// Extends a stored session to `ttl` from now, value untouched; `false` when it is gone.
+    pub async fn touch_session(
+        &self,
+        kind: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        check_session_id(id)?;
+        Ok(self.backend.touch_session(kind, id, ttl).await?)
+    }
+
     /// Ready when the backend answers now.
     pub async fn check_ready(&self) -> Result<(), NotReady> {
         let result = match tokio::time::timeout(PING_TIMEOUT, self.backend.ping()).await {

@@ -410,6 +410,25 @@ impl LoadBalancer for MemoryBalancer {
             .map(|(value, _)| value.clone()))
     }
 
+    async fn touch_session(
+        &self,
+        kind: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let now = now_ms();
+        let mut state = self.state();
+        Ok(
+            match state.sessions.get_mut(&(kind.to_owned(), id.to_owned())) {
+                Some((_, expires)) if *expires > now => {
+                    *expires = now + millis(ttl);
+                    true
+                }
+                _ => false,
+            },
+        )
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         Ok(())
     }

@@ -536,6 +536,21 @@ impl LoadBalancer for RedisBalancer {
         .await
     }
 
+    async fn touch_session(
+        &self,
+        kind: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut cmd = ::redis::cmd("PEXPIRE");
+        cmd.arg(format!("{}{kind}:{id}", self.keys.session_prefix))
+            .arg(Self::millis(ttl).max(1));
+        self.call("extend session", |mut c| async move {
+            cmd.query_async::<bool>(&mut c).await
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         let cmd = ::redis::cmd("PING");
         self.call("ping", |mut c| async move {

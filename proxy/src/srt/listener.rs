@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -56,6 +56,7 @@ pub async fn serve(
         started: Instant::now(),
         sessions: HashMap::new(),
         by_caller: HashMap::new(),
+        per_client: HashMap::new(),
         garbage_log: LogLimiter::default(),
     };
     let terminate = lifecycle.terminate().clone();
@@ -99,6 +100,9 @@ struct Listener {
     sessions: HashMap<u32, SessionEntry>,
     /// By (client address, client socket id): where repeated conclusions go.
     by_caller: HashMap<(SocketAddr, u32), u32>,
+    /// Sessions open per client IP, kept with `sessions` so that admitting an (unverified)
+    /// induction never scans every session.
+    per_client: HashMap<IpAddr, usize>,
     garbage_log: LogLimiter,
 }
 
@@ -207,6 +211,7 @@ impl Listener {
         );
         self.by_caller
             .insert((from, conclusion.socket_id), proxy_id);
+        *self.per_client.entry(from.ip()).or_default() += 1;
         SrtStats::add(&self.shared.stats.sessions_total);
         SrtStats::add(&self.shared.stats.sessions_active);
         let setup = SessionSetup {
@@ -237,14 +242,7 @@ impl Listener {
             ));
         }
         let per_client = self.shared.limits.max_sessions_per_client;
-        if per_client > 0
-            && self
-                .sessions
-                .values()
-                .filter(|entry| entry.client.ip() == from.ip())
-                .count()
-                >= per_client
-        {
+        if per_client > 0 && self.per_client.get(&from.ip()).copied().unwrap_or(0) >= per_client {
             SrtStats::add(&self.shared.stats.refused_per_client);
             return Err(Refusal::new(
                 RejectReason::OVERLOAD,
@@ -268,6 +266,13 @@ impl Listener {
         if let Some(entry) = self.sessions.remove(&proxy_id) {
             self.by_caller
                 .remove(&(entry.client, entry.client_socket_id));
+            let ip = entry.client.ip();
+            if let Some(open) = self.per_client.get_mut(&ip) {
+                *open -= 1;
+                if *open == 0 {
+                    self.per_client.remove(&ip);
+                }
+            }
         }
     }
 

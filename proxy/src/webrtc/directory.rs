@@ -222,11 +222,19 @@ impl Directory {
         {
             return Ok(true);
         }
-        self.put(UFRAG_KIND, ufrag, record, self.times.live).await?;
-        if let Some(id) = &record.resource
-            && let Some(resource) = self.resource(id).await?
+        // Extended, not rewritten: a PATCH (ICE restart) through another replica may have
+        // updated the resource meanwhile. The ufrag record is this session's own; it is
+        // stored again only when it was lost (Redis restarted empty).
+        if !self
+            .origins
+            .touch_session(UFRAG_KIND, ufrag, self.times.live)
+            .await?
         {
-            self.put(RESOURCE_KIND, id, &resource, self.times.live)
+            self.put(UFRAG_KIND, ufrag, record, self.times.live).await?;
+        }
+        if let Some(id) = &record.resource {
+            self.origins
+                .touch_session(RESOURCE_KIND, id, self.times.live)
                 .await?;
         }
         Ok(false)

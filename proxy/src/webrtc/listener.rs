@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Largest datagram read; WebRTC keeps packets under the path MTU, so this is generous.
-const MAX_DATAGRAM: usize = 2048;
+pub(super) const MAX_DATAGRAM: usize = 2048;
 /// Client addresses one session accepts at once (candidates of one client, or old and new
 /// address during a rebinding); the oldest is forgotten first.
 const MAX_CLIENT_ADDRS: usize = 4;

@@ -23,7 +23,7 @@ use super::{
     WebRtcStats,
     demux::{Kind, classify},
     directory::{Directory, SessionRecord},
-    listener::Event,
+    listener::{Event, MAX_DATAGRAM},
     stun::Message,
 };
 use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
@@ -31,7 +31,6 @@ use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
 /// STUN transactions remembered per session to route the origin's answers; ICE has a
 /// handful in flight at once.
 const TRANSACTIONS: usize = 32;
-const MAX_DATAGRAM: usize = 2048;
 
 /// What all sessions of one listener share.
 pub(super) struct Shared {
@@ -146,7 +145,7 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
     if matches!(end, End::ClientIdle | End::OriginIdle) {
         WebRtcStats::add(&shared.stats.idle_closed);
     }
-    shared.directory.stopped(&setup.ufrag);
+    // The listener forgets the session's credentials (and tells the directory) on EndGuard.
     tracing::info!(
         end = end.describe(),
         seconds = started.elapsed().as_secs(),

@@ -491,12 +491,7 @@ impl Signalling {
     fn candidate(&self, local: SocketAddr) -> CandidateAddress {
         let host = match &self.proxy.config.webrtc.candidate {
             Some(host) => host.clone(),
-            None => match local.ip() {
-                std::net::IpAddr::V6(v6) => v6
-                    .to_ipv4_mapped()
-                    .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-                v4 => v4.to_string(),
-            },
+            None => local.ip().to_canonical().to_string(),
         };
         CandidateAddress {
             host,
