@@ -167,6 +167,9 @@ struct RegisterArgs {
     every: Duration,
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// The proxy's register token (`PROXY_REGISTER_TOKEN`), sent in the path as SRS does.
+    #[arg(long, env = "PROXY_REGISTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -435,6 +438,7 @@ async fn play(args: PlayArgs) -> anyhow::Result<()> {
 async fn register_origins(args: RegisterArgs) -> anyhow::Result<()> {
     let (host, port) = rtmp_load::split_host_port(&args.api, 12025)?;
     let api = rtmp_load::resolve(&host, port)?;
+    let url = originstack_e2e::srs::register_url(api, args.token.as_deref());
     let stop = CancellationToken::new();
     let progress = Progress::new();
     for i in 0..args.origins {
@@ -445,7 +449,7 @@ async fn register_origins(args: RegisterArgs) -> anyhow::Result<()> {
         };
         let mut heartbeat = Heartbeat::local(&server, args.rtmp, args.http);
         heartbeat.ip = args.ip.clone();
-        register::keep_registered(api, heartbeat, args.every, stop.clone()).await?;
+        register::keep_registered(url.clone(), heartbeat, args.every, stop.clone()).await?;
         progress.status(format!("{}/{} origins registered", i + 1, args.origins));
     }
     progress.step(format!(

@@ -1,13 +1,11 @@
-//! The register API as an SRS origin speaks it (`POST /api/v1/srs/register`, `heartbeat { ports
-//! on; }`): one heartbeat now, then one per interval, as SRS does.
+//! The register API as an SRS origin speaks it (`heartbeat { ports on; }`): one heartbeat now,
+//! then one per interval, as SRS does. The request itself is the test harness's
+//! [`originstack_e2e::srs`], so the bench sends exactly what SRS sends.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use originstack_e2e::srs::{SrsHeartbeat, SrsPorts};
 use tokio_util::sync::CancellationToken;
 
 /// What one origin announces.
@@ -37,62 +35,48 @@ impl Heartbeat {
         }
     }
 
+    /// The heartbeat as SRS would send it (`heartbeat { ports on; summaries on; }`).
+    pub fn srs(&self) -> SrsHeartbeat {
+        SrsHeartbeat {
+            device_id: self.server.clone(),
+            ip: self.ip.clone(),
+            server: self.server.clone(),
+            service: self.service.clone(),
+            pid: self.pid.clone(),
+            ports: Some(SrsPorts {
+                rtmp: vec![self.rtmp],
+                http: self.http,
+                ..SrsPorts::default()
+            }),
+            summaries: Some(
+                serde_json::json!({"ok": true, "self": {"cpu_percent": self.cpu_percent}}),
+            ),
+        }
+    }
+
     /// The JSON body SRS sends.
     pub fn body(&self) -> String {
-        let mut body = serde_json::json!({
-            "device_id": self.server,
-            "ip": self.ip,
-            "server": self.server,
-            "service": self.service,
-            "pid": self.pid,
-            "rtmp": [self.rtmp.to_string()],
-            "summaries": {"self": {"cpu_percent": self.cpu_percent}},
-        });
-        if let Some(http) = self.http {
-            body["http"] = serde_json::json!([http.to_string()]);
-        }
-        body.to_string()
+        self.srs().body().to_string()
     }
 }
 
-/// Sends one heartbeat to the proxy's system API and checks the answer (`{"code":0,...}`).
-pub async fn send(api: SocketAddr, heartbeat: &Heartbeat) -> anyhow::Result<()> {
-    let socket = tokio::net::TcpStream::connect(api)
+/// Sends one heartbeat to `url` (an SRS `heartbeat.url`) and checks the answer
+/// (`{"code":0,...}`).
+pub async fn send(url: &str, heartbeat: &Heartbeat) -> anyhow::Result<()> {
+    let (url, srs) = (url.to_owned(), heartbeat.srs());
+    tokio::task::spawn_blocking(move || srs.register(&url))
         .await
-        .with_context(|| format!("connect to the system API at {api}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
-        .await
-        .context("HTTP handshake with the system API")?;
-    let driver = tokio::spawn(connection);
-    let request = Request::post("/api/v1/srs/register")
-        .header(header::HOST, api.to_string())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(heartbeat.body())))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("POST register")?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    driver.abort();
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    anyhow::ensure!(
-        status == StatusCode::OK && answer["code"] == 0,
-        "register of {} answered {status}: {}",
-        heartbeat.server,
-        String::from_utf8_lossy(&body)
-    );
-    Ok(())
+        .context("heartbeat thread")?
 }
 
 /// Registers now (failing if the proxy refuses), then heartbeats every `every` until `stop`.
 pub async fn keep_registered(
-    api: SocketAddr,
+    url: String,
     heartbeat: Heartbeat,
     every: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    send(api, &heartbeat).await?;
+    send(&url, &heartbeat).await?;
     Ok(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.tick().await;
@@ -101,7 +85,7 @@ pub async fn keep_registered(
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if let Err(err) = send(api, &heartbeat).await {
+            if let Err(err) = send(&url, &heartbeat).await {
                 tracing::warn!(server = %heartbeat.server, error = %format!("{err:#}"), "heartbeat failed");
             }
         }

@@ -40,9 +40,23 @@ enum Command {
     Run,
     /// Print the OriginCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Print, as multi-document YAML, the objects the operator would apply for an
+    /// OriginCluster manifest; no cluster or credentials needed. An invalid spec is reported on
+    /// stderr with exit status 2.
+    Render(RenderArgs),
     /// Print the Helm chart's RBAC rule templates, generated from what the code uses.
     #[command(hide = true)]
     Rbac,
+}
+
+#[derive(Debug, clap::Args)]
+struct RenderArgs {
+    /// The manifest: an OriginCluster, and optionally the Secrets it names (`-`: stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: String,
+    /// Namespace of the OriginCluster when its metadata names none (default: `default`).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +118,7 @@ async fn main() -> ExitCode {
             print!("{}", access::helm_rules_template());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Render(args)) => return render(&args),
         Some(Command::Run) | None => {}
     }
     init_tracing(&cli.run);
@@ -112,6 +127,31 @@ async fn main() -> ExitCode {
         Err(error) => {
             error!("{error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(args: &RenderArgs) -> ExitCode {
+    let text = if args.file == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("cannot read {}: {err}", args.file);
+            return ExitCode::FAILURE;
+        }
+    };
+    match originstack_operator::render::render(&text, args.namespace.as_deref()) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
         }
     }
 }

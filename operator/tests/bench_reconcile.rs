@@ -117,6 +117,7 @@ async fn baseline(client: &Client, namespace: &str) -> Duration {
         let cluster = apply_cluster(&clusters, index).await;
         let observed = Observed {
             fresh_token: format!("{index:064x}"),
+            fresh_read_token: format!("{:064x}", index + 1_000_000),
             ..Default::default()
         };
         let plan = validate::validate(&cluster, &observed).expect("valid");

@@ -11,73 +11,32 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Secret;
 use originstack_operator::{
-    crd::OriginCluster,
-    reconcile::{
-        build::{self, CONFIG_HASH_ANNOTATION},
-        read::{Observed, SecretNames},
-        validate,
-    },
+    reconcile::build::CONFIG_HASH_ANNOTATION,
+    render::{self, Admission, RenderError, Stand},
 };
-use serde::Deserialize;
 
 const FRESH_TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const FRESH_READ_TOKEN: &str = "a0b1c2d3e4f5a6b7c8d9eaf0b1c2d3e4f5a6b7c8d9eaf0b1c2d3e4f5a6b7c8d9";
 const FIXTURE_UID: &str = "6a1f7b8e-0000-4000-8000-000000000001";
 
-/// Parses an input file: the OriginCluster and the Secrets of its namespace.
-fn parse(text: &str) -> (OriginCluster, Vec<Secret>) {
-    let mut cluster = None;
-    let mut secrets = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document).expect("YAML document");
-        match value.get("kind").and_then(|kind| kind.as_str()) {
-            Some("OriginCluster") => {
-                cluster = Some(serde_yaml::from_value(value).expect("an OriginCluster"))
-            }
-            Some("Secret") => secrets.push(serde_yaml::from_value(value).expect("a Secret")),
-            other => panic!("unexpected document kind {other:?}"),
-        }
-    }
-    let mut cluster: OriginCluster = cluster.expect("one OriginCluster per file");
-    cluster
-        .metadata
-        .namespace
-        .get_or_insert_with(|| "default".into());
-    cluster
-        .metadata
-        .uid
-        .get_or_insert_with(|| FIXTURE_UID.into());
-    (cluster, secrets)
-}
-
-/// What the reconciler would apply for this input, as multi-document YAML.
+/// What the reconciler would apply for this input, as multi-document YAML: the same path as
+/// `originstack-operator render`, with fixed stand-ins for the uid and fresh tokens.
 fn render(text: &str) -> String {
-    let (cluster, secrets) = parse(text);
-    let names = SecretNames::of(&cluster);
-    let find = |name: &str| {
-        secrets
-            .iter()
-            .find(|secret| secret.metadata.name.as_deref() == Some(name))
-            .cloned()
-    };
-    let observed = Observed {
-        token_secret: find(&names.token),
-        redis_password_secret: names.redis_password.as_deref().and_then(find),
+    let stand = Stand {
+        namespace: "default".into(),
+        uid: FIXTURE_UID.into(),
         fresh_token: FRESH_TOKEN.into(),
-        current: Vec::new(),
+        fresh_read_token: FRESH_READ_TOKEN.into(),
+        placeholder_secrets: false,
     };
-    match validate::validate(&cluster, &observed) {
-        Err(error) => format!("# validation error ({}): {error}\n", error.reason()),
-        Ok(plan) => build::build(&plan)
-            .iter()
-            .map(|object| {
-                format!(
-                    "---\n{}",
-                    serde_yaml::to_string(object).expect("serializable")
-                )
-            })
-            .collect(),
+    let manifest = render::parse(text, None, Admission::Skip).expect("a manifest");
+    match render::objects(&manifest, &stand) {
+        Err(RenderError::Validation(error)) => {
+            format!("# validation error ({}): {error}\n", error.reason())
+        }
+        Err(other) => panic!("{other}"),
+        Ok(objects) => render::to_yaml(&objects),
     }
 }
 

@@ -81,10 +81,17 @@ pub struct Config {
     #[arg(long, env = "PROXY_REGISTER_MAX_BODY", default_value_t = 64 * 1024)]
     pub register_max_body: usize,
 
-    /// When set, origin registrations must carry this token
-    /// (`Authorization: Bearer <token>` or `?token=<token>`).
+    /// When set, origin registrations must carry this token: in the path
+    /// (`POST /api/v1/srs/register/<token>`, the form an SRS heartbeat URL keeps),
+    /// `Authorization: Bearer <token>` or `?token=<token>`.
     #[arg(long, env = "PROXY_REGISTER_TOKEN", hide_env_values = true)]
-    pub register_token: Option<String>,
+    pub register_token: Option<Secret>,
+
+    /// When set, the system API's listings (`/api/v1/origins`, `/api/v1/streams`) need
+    /// `Authorization: Bearer <token>`. Unset, PROXY_REGISTER_TOKEN guards them; with neither,
+    /// they are open (a warning is logged at start).
+    #[arg(long, env = "PROXY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
 
     /// Registrations accepted per second from one client address, with bursts of as many
     /// (SRS heartbeats about every 10 s); more get 429. 0 turns the limit off.
@@ -102,6 +109,59 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "PROXY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The token that guards the system API's listings: PROXY_API_TOKEN, else
+    /// PROXY_REGISTER_TOKEN, else none (open).
+    pub fn read_token(&self) -> Option<&Secret> {
+        set(&self.api_token).or_else(|| self.write_token())
+    }
+
+    /// The token origin registrations need, if any.
+    pub fn write_token(&self) -> Option<&Secret> {
+        set(&self.register_token)
+    }
+}
+
+/// An empty variable counts as unset, as it always has for these settings.
+fn set(secret: &Option<Secret>) -> Option<&Secret> {
+    secret.as_ref().filter(|secret| !secret.0.is_empty())
+}
+
+/// A credential from the environment. Its `Debug` never shows the value, so a logged config
+/// cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Whether `presented` is this secret, in time independent of where they differ and of
+    /// either length (both sides are hashed first).
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let (a, b) = (
+            Sha256::digest(presented.as_bytes()),
+            Sha256::digest(self.0.as_bytes()),
+        );
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -89,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let system_listener = bind(proxy.config.system_api, "the system API").await?;
+    api::warn_if_open(&proxy);
     let system = tokio::spawn(api::serve(system_listener, proxy.clone()));
 
     let rtmp_listener = bind(proxy.config.rtmp_server, "RTMP").await?;

@@ -7,7 +7,12 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use originstack_e2e::redis::RedisServer;
-use originstack_proxy::{Proxy, api, config::Config, lifecycle::Lifecycle, origins::StreamKey};
+use originstack_proxy::{
+    Proxy, api,
+    config::Config,
+    lifecycle::Lifecycle,
+    origins::{StreamKey, StreamLease},
+};
 use serde_json::Value;
 use support::http;
 
@@ -35,8 +40,8 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
 }
 
-async fn origin_count(addr: SocketAddr) -> usize {
-    let (status, body) = http(addr, "GET", "/api/v1/origins", &[], b"").await;
+async fn origin_count(addr: SocketAddr, headers: &[(&str, &str)]) -> usize {
+    let (status, body) = http(addr, "GET", "/api/v1/origins", headers, b"").await;
     assert_eq!(status, 200, "{body}");
     json(&body)["data"].as_array().unwrap().len()
 }
@@ -212,7 +217,7 @@ async fn bad_registrations_get_4xx_json_and_store_nothing() {
             "{name}: success field in an error answer {answer}"
         );
     }
-    assert_eq!(origin_count(addr).await, 0, "nothing stored");
+    assert_eq!(origin_count(addr, &[]).await, 0, "nothing stored");
     let metrics = proxy.metrics.encode();
     assert!(
         metrics.contains("originstack_proxy_registrations_total{result=\"bad_request\"} 16"),
@@ -235,6 +240,10 @@ async fn register_token_is_required_when_configured() {
         ("/api/v1/srs/register", vec![]),
         ("/api/v1/srs/register?token=wrong", vec![]),
         ("/api/v1/srs/register?token=s3cre", vec![]),
+        ("/api/v1/srs/register/wrong", vec![]),
+        ("/api/v1/srs/register/s3cre", vec![]),
+        ("/api/v1/srs/register/s3cret2", vec![]),
+        ("/api/v1/srs/register/", vec![]),
         (
             "/api/v1/srs/register",
             vec![("Authorization", "Bearer wrong")],
@@ -245,28 +254,132 @@ async fn register_token_is_required_when_configured() {
         ),
     ] {
         let (status, answer) = register(addr, path, &headers, body).await;
-        assert_eq!(
-            (status, answer["code"].as_u64()),
-            (401, Some(401)),
-            "{path} {headers:?}: {answer}"
+        assert!(
+            (status, answer["code"].as_u64()) == (401, Some(401))
+                || (path.ends_with('/') && status == 404),
+            "{path} {headers:?}: {status} {answer}"
+        );
+        assert!(
+            !answer.to_string().contains("s3cret"),
+            "the error never echoes the token: {answer}"
         );
     }
+    let reader = [("Authorization", "Bearer s3cret")];
     assert_eq!(
-        origin_count(addr).await,
+        origin_count(addr, &reader).await,
         0,
         "nothing stored without the token"
     );
+    // The path form is what a stock SRS heartbeat URL keeps (SRS drops the query).
+    let (status, _) = register(addr, "/api/v1/srs/register/s3cret", &[], body).await;
+    assert_eq!(status, 200);
     let (status, _) = register(addr, "/api/v1/srs/register?token=s3cret", &[], body).await;
     assert_eq!(status, 200);
-    let (status, _) = register(
+    let (status, _) = register(addr, "/api/v1/srs/register", &reader, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(origin_count(addr, &reader).await, 1);
+    let (_, metrics) = http(addr, "GET", "/metrics", &[], b"").await;
+    assert!(!metrics.contains("s3cret"), "{metrics}");
+}
+
+/// A proxy with one registered origin and one owned stream, guarded as `args` say.
+async fn start_with_a_stream(args: &[&str]) -> (SocketAddr, Proxy, StreamLease) {
+    let (addr, proxy) = start(args).await;
+    let (status, answer) = register(
         addr,
-        "/api/v1/srs/register",
-        &[("Authorization", "Bearer s3cret")],
-        body,
+        "/api/v1/srs/register/reg-t0ken",
+        &[],
+        HEARTBEAT.as_bytes(),
     )
     .await;
+    assert_eq!(status, 200, "{answer}");
+    let lease = proxy
+        .origins
+        .lease(&StreamKey::new(None, "live", "secret-stream-key").unwrap())
+        .await
+        .unwrap();
+    (addr, proxy, lease)
+}
+
+#[tokio::test]
+async fn listings_need_the_read_token() {
+    let (addr, _proxy, _lease) =
+        start_with_a_stream(&["--register-token", "reg-t0ken", "--api-token", "read-t0ken"]).await;
+    for path in ["/api/v1/origins", "/api/v1/streams"] {
+        for headers in [
+            vec![],
+            vec![("Authorization", "Bearer wrong")],
+            vec![("Authorization", "Bearer read-t0ke")],
+            vec![("Authorization", "Bearer reg-t0ken")],
+            vec![("Authorization", "read-t0ken")],
+        ] {
+            let (status, text) = http(addr, "GET", path, &headers, b"").await;
+            assert_eq!(status, 401, "{path} {headers:?}: {text}");
+            let answer = json(&text);
+            assert_eq!(answer["code"], 401);
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("PROXY_API_TOKEN"),
+                "{text}"
+            );
+            for leak in ["secret-stream-key", "vid-o788x4d", "10.0.0.7", "t0ken"] {
+                assert!(!text.contains(leak), "{path}: {leak} leaked in {text}");
+            }
+        }
+    }
+    let reader = [("Authorization", "Bearer read-t0ken")];
+    assert_eq!(origin_count(addr, &reader).await, 1);
+    let (status, streams) = http(addr, "GET", "/api/v1/streams", &reader, b"").await;
     assert_eq!(status, 200);
-    assert_eq!(origin_count(addr).await, 1);
+    assert_eq!(
+        json(&streams)["data"][0]["stream"],
+        "__defaultVhost__/live/secret-stream-key"
+    );
+    // The read token cannot register origins.
+    let (status, _) = register(
+        addr,
+        "/api/v1/srs/register/read-t0ken",
+        &[],
+        HEARTBEAT.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Probes, metrics and versions stay open and carry no stream name.
+    for path in ["/metrics", "/healthz", "/readyz", "/api/v1/versions"] {
+        let (status, text) = http(addr, "GET", path, &[], b"").await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(!text.contains("secret-stream-key"), "{path}: {text}");
+        assert!(!text.contains("t0ken"), "{path}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_register_token_guards_listings_when_no_read_token_is_set() {
+    let (addr, _proxy, _lease) = start_with_a_stream(&["--register-token", "reg-t0ken"]).await;
+    let (status, text) = http(addr, "GET", "/api/v1/streams", &[], b"").await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("PROXY_REGISTER_TOKEN"), "{text}");
+    assert!(!text.contains("secret-stream-key"), "{text}");
+    let (status, text) = http(
+        addr,
+        "GET",
+        "/api/v1/streams",
+        &[("Authorization", "Bearer reg-t0ken")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("secret-stream-key"), "{text}");
+}
+
+#[tokio::test]
+async fn without_tokens_listings_stay_open_and_any_path_token_registers() {
+    let (addr, _proxy, _lease) = start_with_a_stream(&[]).await;
+    let (status, text) = http(addr, "GET", "/api/v1/streams", &[], b"").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("secret-stream-key"), "{text}");
 }
 
 #[tokio::test]
@@ -280,7 +393,7 @@ async fn redis_replicas_share_the_registry_and_report_outages() {
     let (status, _) = register(first, "/api/v1/srs/register", &[], HEARTBEAT.as_bytes()).await;
     assert_eq!(status, 200);
     assert_eq!(
-        origin_count(second).await,
+        origin_count(second, &[]).await,
         1,
         "a heartbeat to one replica is known to every replica"
     );
@@ -339,7 +452,7 @@ async fn with_discovery_on_nothing_registers_before_the_first_list() {
             .contains("has not listed the EndpointSlices of Service live/live-origin yet"),
         "{body}"
     );
-    assert_eq!(origin_count(addr).await, 0);
+    assert_eq!(origin_count(addr, &[]).await, 0);
     let (status, text) = http(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("live/live-origin"), "{text}");

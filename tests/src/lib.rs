@@ -24,6 +24,8 @@ pub mod process;
 pub mod proxy;
 /// redis-server without persistence, with stop/start for outage tests.
 pub mod redis;
+/// SRS origins' heartbeats, exactly as SRS sends them.
+pub mod srs;
 /// A real WebRTC stack (str0m) as WHIP/WHEP client and as a minimal SRS-like origin.
 pub mod webrtc;
 

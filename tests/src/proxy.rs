@@ -127,29 +127,24 @@ pub fn metric(text: &str, sample: &str) -> f64 {
 }
 
 /// One SRS heartbeat for an origin on 127.0.0.1 (service `svc`, pid `1`) to the system API
-/// at `system`.
+/// at `system`; fails unless it is accepted.
 pub fn register(system: SocketAddr, server: &str, rtmp: u16, http: u16) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc", "pid": "1",
-        "rtmp": [rtmp.to_string()], "http": [http.to_string()],
-    });
-    register_body(system, &body)
+    crate::srs::SrsHeartbeat::local(server, rtmp, Some(http)).register(&register_url(system))
 }
 
-/// Posts one heartbeat body to the register API at `system`; fails unless it is accepted.
+/// Posts one heartbeat body to the register API at `system` as SRS would; fails unless it is
+/// accepted.
 pub fn register_body(system: SocketAddr, body: &serde_json::Value) -> anyhow::Result<()> {
-    let (status, text) = http_request(
-        system,
-        "POST",
-        "/api/v1/srs/register",
-        &[],
-        &body.to_string(),
-    )?;
+    let (status, text) = crate::srs::post(&register_url(system), body)?;
     anyhow::ensure!(
         status == 200 && text.contains("\"code\":0"),
         "register answered {status}: {text}"
     );
     Ok(())
+}
+
+fn register_url(system: SocketAddr) -> String {
+    crate::srs::register_url(system, None)
 }
 
 /// Heartbeats sent from a background thread; failures (a proxy or its Redis down) are

@@ -480,13 +480,15 @@ impl WebRtcOrigin {
         self.shared.patches.lock().expect("patches").clone()
     }
 
-    /// The heartbeat body SRS would send, with `api` and `rtc` endpoints.
+    /// The heartbeat body SRS would send, with `api` and `rtc` endpoints (this origin serves
+    /// no RTMP; SRS always reports an RTMP listen, so port 1 stands in).
     pub fn heartbeat(&self, server: &str) -> serde_json::Value {
-        serde_json::json!({
-            "device_id": server, "ip": "127.0.0.1", "server": server, "service": "svc",
-            "pid": "1", "rtmp": ["1"], "api": [self.api.port().to_string()],
-            "rtc": [format!("udp://127.0.0.1:{}", self.rtc.port())],
-        })
+        let mut heartbeat = crate::srs::SrsHeartbeat::local(server, 1, None);
+        if let Some(ports) = heartbeat.ports.as_mut() {
+            ports.api = Some(self.api.port());
+            ports.rtc = Some(self.rtc.port());
+        }
+        heartbeat.body()
     }
 }
 

@@ -146,7 +146,8 @@ impl Bench {
     ) -> anyhow::Result<RegisteredProxy> {
         let proxy = self.start_proxy(envs)?;
         let stop = CancellationToken::new();
-        register::keep_registered(proxy.system, origin, Duration::from_secs(5), stop.clone())
+        let url = originstack_e2e::srs::register_url(proxy.system, None);
+        register::keep_registered(url, origin, Duration::from_secs(5), stop.clone())
             .await
             .context("register the origin with the proxy")?;
         Ok(RegisteredProxy {

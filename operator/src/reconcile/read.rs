@@ -37,6 +37,8 @@ pub struct Observed {
     pub redis_password_secret: Option<Secret>,
     /// A new random token, used only when the generated Secret does not exist yet.
     pub fresh_token: String,
+    /// A new random read token for the proxies' listings, used likewise.
+    pub fresh_read_token: String,
     /// The owned Deployments and Services as they are now (status when nothing is applied).
     pub current: Vec<Owned>,
 }
@@ -96,6 +98,7 @@ pub async fn observe(client: &Client, cluster: &OriginCluster) -> Result<Observe
         token_secret,
         redis_password_secret,
         fresh_token: fresh_token(),
+        fresh_read_token: fresh_token(),
         current,
     })
 }
@@ -111,8 +114,8 @@ where
     })
 }
 
-/// 32 random bytes as hex: URL-safe, as the token travels in the heartbeat URL.
-fn fresh_token() -> String {
+/// 32 random bytes as hex: URL-safe, as the token travels in the heartbeat URL's path.
+pub fn fresh_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex(&bytes)

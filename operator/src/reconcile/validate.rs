@@ -21,6 +21,9 @@ pub const MAX_NAME_LEN: usize = 50;
 /// Key of the token in the generated register-token Secret.
 pub const GENERATED_TOKEN_KEY: &str = "token";
 
+/// Key of the proxies' read token (system API listings) in the generated Secret.
+pub const GENERATED_READ_TOKEN_KEY: &str = "api-token";
+
 /// Variables the operator sets on the origin container.
 pub const ORIGIN_RESERVED_ENV: &[&str] = &[
     "ORIGINSTACK_REGISTER_TOKEN",
@@ -140,6 +143,18 @@ pub struct RegisterToken {
     pub generated: Option<String>,
     /// Hash of the value, so a token change rolls the pods (env from a Secret does not).
     pub fingerprint: String,
+    /// The proxies' read token, kept beside the register token when the operator owns the
+    /// Secret. With a user's register Secret there is none: the register token then guards the
+    /// listings too, unless `spec.proxy.env` sets PROXY_API_TOKEN.
+    pub read: Option<ReadToken>,
+}
+
+/// The generated read token of the proxies' system API listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadToken {
+    pub secret: SecretKeyRef,
+    pub value: String,
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,23 +246,38 @@ fn register_token(
                 secret: reference.clone(),
                 generated: None,
                 fingerprint: fingerprint(&value),
+                read: None,
             })
         }
         None => {
-            // Keep the token already generated; only a missing or unusable one is replaced.
-            let existing = observed
-                .token_secret
-                .as_ref()
-                .and_then(|secret| secret_key(secret, GENERATED_TOKEN_KEY))
-                .filter(|value| !value.is_empty());
-            let value = existing.unwrap_or_else(|| observed.fresh_token.clone());
+            // Keep the tokens already generated; only a missing or unusable one is replaced.
+            let existing = |key: &str| {
+                observed
+                    .token_secret
+                    .as_ref()
+                    .and_then(|secret| secret_key(secret, key))
+                    .filter(|value| !value.is_empty())
+            };
+            let value =
+                existing(GENERATED_TOKEN_KEY).unwrap_or_else(|| observed.fresh_token.clone());
+            let read = existing(GENERATED_READ_TOKEN_KEY)
+                .unwrap_or_else(|| observed.fresh_read_token.clone());
+            let secret_name = generated_token_secret_name(name);
             Ok(RegisterToken {
                 secret: SecretKeyRef {
-                    name: generated_token_secret_name(name),
+                    name: secret_name.clone(),
                     key: GENERATED_TOKEN_KEY.into(),
                 },
                 fingerprint: fingerprint(&value),
                 generated: Some(value),
+                read: Some(ReadToken {
+                    secret: SecretKeyRef {
+                        name: secret_name,
+                        key: GENERATED_READ_TOKEN_KEY.into(),
+                    },
+                    fingerprint: fingerprint(&read),
+                    value: read,
+                }),
             })
         }
     }

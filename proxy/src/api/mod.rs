@@ -3,12 +3,16 @@
 //! Every JSON answer carries `code`: 0 on success, otherwise the HTTP status, with `message`
 //! saying what to fix (SRS tooling checks `code`).
 
+mod access;
 mod register;
+
+pub use access::warn_if_open;
 
 use axum::{
     Json, Router,
     extract::State,
     http::{StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -19,11 +23,25 @@ use crate::{Proxy, http::server};
 
 pub fn router(proxy: Proxy) -> Router {
     let limiter = register::RateLimit::new(proxy.config.register_rate_limit);
-    Router::new()
-        .route("/api/v1/versions", get(versions))
-        .route("/api/v1/srs/register", post(register::register))
+    // Everything that reveals origins or streams goes in here, behind the read token.
+    let listings = Router::new()
         .route("/api/v1/origins", get(origins))
         .route("/api/v1/streams", get(streams))
+        .route_layer(middleware::from_fn_with_state(
+            proxy.clone(),
+            access::require_reader,
+        ));
+    Router::new()
+        .merge(listings)
+        .route("/api/v1/versions", get(versions))
+        .route(
+            "/api/v1/srs/register",
+            post(register::register_without_path_token),
+        )
+        .route(
+            "/api/v1/srs/register/{token}",
+            post(register::register_with_path_token),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

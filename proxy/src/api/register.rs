@@ -1,12 +1,15 @@
-//! `POST /api/v1/srs/register`: SRS heartbeats (`heartbeat { ports on; }`).
+//! `POST /api/v1/srs/register[/<token>]`: SRS heartbeats (`heartbeat { ports on; }`).
+//!
+//! SRS posts its heartbeat to the *path* of `heartbeat.url` only (the query is dropped) and
+//! sends no header of its own, so the token an SRS origin can carry lives in the path.
 
 use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     Extension, Json,
     body::Body,
-    extract::{ConnectInfo, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -14,6 +17,7 @@ use serde_json::json;
 use super::error;
 use crate::{
     Proxy,
+    config::Secret,
     discovery::Refusal,
     http::server::Connection,
     metrics::RegistrationResult,
@@ -61,12 +65,64 @@ impl RateLimit {
     }
 }
 
-pub(super) async fn register(
+/// `POST /api/v1/srs/register/<token>`: the form a stock SRS heartbeat URL keeps.
+pub(super) async fn register_with_path_token(
     State(proxy): State<Proxy>,
     Extension(limit): Extension<RateLimit>,
     ConnectInfo(peer): ConnectInfo<Connection>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    Path(token): Path<String>,
+    query: TokenQuery,
     headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let presented = Presented::new(Some(token), query, &headers);
+    register(proxy, limit, peer, presented, body).await
+}
+
+/// `POST /api/v1/srs/register`: the token, if any, in `Authorization` or `?token=`.
+pub(super) async fn register_without_path_token(
+    State(proxy): State<Proxy>,
+    Extension(limit): Extension<RateLimit>,
+    ConnectInfo(peer): ConnectInfo<Connection>,
+    query: TokenQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let presented = Presented::new(None, query, &headers);
+    register(proxy, limit, peer, presented, body).await
+}
+
+/// Where a registration may carry the token; any one that matches admits it.
+struct Presented {
+    path: Option<String>,
+    query: Option<String>,
+    header: Option<String>,
+}
+
+type TokenQuery = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+impl Presented {
+    fn new(path: Option<String>, query: TokenQuery, headers: &HeaderMap) -> Self {
+        Self {
+            path,
+            query: query.ok().and_then(|Query(mut q)| q.remove("token")),
+            header: super::access::bearer(headers).map(str::to_owned),
+        }
+    }
+
+    fn admits(&self, expected: &Secret) -> bool {
+        [&self.path, &self.query, &self.header]
+            .into_iter()
+            .flatten()
+            .any(|token| expected.matches(token))
+    }
+}
+
+async fn register(
+    proxy: Proxy,
+    limit: RateLimit,
+    peer: Connection,
+    presented: Presented,
     body: Body,
 ) -> Response {
     let metrics = proxy.metrics.clone();
@@ -82,30 +138,16 @@ pub(super) async fn register(
             ),
         );
     }
-    if let Some(expected) = proxy
-        .config
-        .register_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
+    if let Some(expected) = proxy.config.write_token()
+        && !presented.admits(expected)
     {
-        let from_query = query
-            .as_ref()
-            .ok()
-            .and_then(|Query(q)| q.get("token"))
-            .map(String::as_str);
-        let from_header = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        let presented = from_header.or(from_query);
-        if !presented.is_some_and(|token| same_secret(token.as_bytes(), expected.as_bytes())) {
-            metrics.record_registration(RegistrationResult::unauthorized);
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "registration needs the token: `Authorization: Bearer <token>` or `?token=<token>`",
-            );
-        }
+        metrics.record_registration(RegistrationResult::unauthorized);
+        tracing::info!(peer = %client.ip(), "registration refused: no valid register token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "registration needs the register token: POST /api/v1/srs/register/<token> (what an SRS \
+             heartbeat URL can carry), `Authorization: Bearer <token>` or `?token=<token>`",
+        );
     }
 
     let limit = proxy.config.register_max_body;
@@ -173,14 +215,4 @@ pub(super) async fn register(
             error(status, err)
         }
     }
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
-    presented.len() == expected.len()
-        && presented
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }

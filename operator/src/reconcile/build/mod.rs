@@ -302,15 +302,23 @@ fn single_container_pod(container: Container, overrides: &PodOverrides) -> PodSp
     spec
 }
 
-/// The register-token Secret the operator generates (and keeps) when the spec names none.
+/// The register-token Secret the operator generates (and keeps) when the spec names none; it
+/// holds the proxies' read token too.
 fn token_secret(plan: &Plan, value: &str) -> Secret {
+    let mut data = BTreeMap::from([(
+        plan.token.secret.key.clone(),
+        ByteString(value.as_bytes().to_vec()),
+    )]);
+    if let Some(read) = &plan.token.read {
+        data.insert(
+            read.secret.key.clone(),
+            ByteString(read.value.as_bytes().to_vec()),
+        );
+    }
     Secret {
         metadata: metadata(plan, plan.token.secret.name.clone(), None),
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            plan.token.secret.key.clone(),
-            ByteString(value.as_bytes().to_vec()),
-        )])),
+        data: Some(data),
         ..Default::default()
     }
 }

@@ -80,11 +80,12 @@ pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
     let spec = &plan.cluster.spec.origin;
     let mut operator_env = vec![
         env_from_secret("ORIGINSTACK_REGISTER_TOKEN", &plan.token.secret),
-        // Kubernetes expands $(VAR) from variables defined earlier in the list.
+        // Kubernetes expands $(VAR) from variables defined earlier in the list. The token goes
+        // in the path: SRS posts its heartbeat to the URL's path only and drops any query.
         env(
             "SRS_HEARTBEAT_URL",
             format!(
-                "{}?token=$(ORIGINSTACK_REGISTER_TOKEN)",
+                "{}/$(ORIGINSTACK_REGISTER_TOKEN)",
                 heartbeat_url(plan, names)
             ),
         ),

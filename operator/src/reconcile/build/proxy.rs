@@ -27,6 +27,7 @@ pub const REDIS_PORT: i32 = 6379;
 
 /// The proxy refuses heartbeats from addresses that are not endpoints of the origin Service.
 const REQUIRE_DISCOVERED_ENV: &str = "PROXY_REGISTER_REQUIRE_DISCOVERED";
+const API_TOKEN_ENV: &str = "PROXY_API_TOKEN";
 
 /// A listener of the proxy: its port name, number and protocol.
 struct Listener {
@@ -169,6 +170,13 @@ pub fn deployment(plan: &Plan, names: &Names) -> Deployment {
     }
     // Fingerprints of secret values the pods read at start, so a new value rolls them.
     let mut secret_fingerprints = vec![plan.token.fingerprint.clone()];
+    // The listings' read token; a PROXY_API_TOKEN of the user's in spec.proxy.env wins.
+    if let Some(read) = &plan.token.read
+        && !spec.env.iter().any(|var| var.name == API_TOKEN_ENV)
+    {
+        operator_env.push(env_from_secret(API_TOKEN_ENV, &read.secret));
+        secret_fingerprints.push(read.fingerprint.clone());
+    }
     match &plan.redis {
         RedisPlan::Memory => operator_env.push(env("PROXY_LOAD_BALANCER_TYPE", "memory")),
         RedisPlan::Managed(_) => operator_env.extend([
