@@ -4,6 +4,14 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
+# One build directory for every clone on this machine, beside the cached Kubernetes binaries:
+# a fresh clone rebuilds only the workspace's own crates. Cargo's fingerprints (source paths,
+# contents and times, compiler version, flags) decide what is stale, so an artefact of other
+# sources is never taken for this one's. Set CARGO_TARGET_DIR to build elsewhere.
+ORIGINSTACK_CACHE ?= $(HOME)/.cache/originstack
+export CARGO_TARGET_DIR ?= $(ORIGINSTACK_CACHE)/target
+RELEASE_DIR := $(CARGO_TARGET_DIR)/release
+
 .PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path clean
 
 ## run: build and start the proxy with the in-memory load balancer on the default ports
@@ -18,34 +26,39 @@ run:
 	@echo "  play it:             ffplay rtmp://127.0.0.1:1935/live/test   (or http://127.0.0.1:8080/live/test.flv)"
 	@echo "  versions:            curl http://127.0.0.1:12025/api/v1/versions"
 	@echo
-	./target/release/originstack-proxy
+	$(RELEASE_DIR)/originstack-proxy
 
 ## demo: a local playground without a cluster: the proxy, three nginx-rtmp origins heartbeating
 ## to it, ffmpeg publishing a test stream; prints URLs to play; Ctrl-C stops everything
 demo:
 	$(CARGO) build --release -p originstack-proxy
-	./scripts/demo.sh
+	DEMO_PROXY_BIN=$(RELEASE_DIR)/originstack-proxy ./scripts/demo.sh
 
 ## deps: install everything the tests need (idempotent; quick when all is present)
 deps:
 	./scripts/deps.sh
 
 ## test: install dependencies, then run every tier (unit, integration with real peers, end-to-end)
-## and a short pass of every fuzz target
+## and a short pass of every fuzz target. Every tier runs from one cargo invocation over the
+## whole workspace: selecting packages one by one would unify dependency features differently
+## and compile the workspace again for each.
 test: deps
-	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-run
 	$(MAKE) --no-print-directory release-binaries
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e fuzz-smoke
+	$(CARGO) test --workspace --lib --bins --tests
+	$(MAKE) --no-print-directory fuzz-smoke
 
 ## test-unit: pure tests inside the crates (no peers)
 test-unit:
 	$(CARGO) test --workspace --lib --bins
 
-## test-integration: each crate's integration tests against real peers (redis, nginx-rtmp, kube-apiserver)
+## test-integration: every integration test against real peers (redis, nginx-rtmp, kube-apiserver),
+## the end-to-end tests of tests/tests included; one workspace build shared with test-unit
 test-integration:
-	$(CARGO) test -p originstack-proxy -p originstack-operator --test '*'
+	$(CARGO) test --workspace --test '*'
 
-## test-e2e: end-to-end tests across both binaries with real media peers
+## test-e2e: only the end-to-end tests across both binaries (tests/tests); selecting the one
+## package builds its dependencies with other features, so this compiles more than the above
 test-e2e:
 	$(CARGO) test -p originstack-e2e --test '*'
 
@@ -54,7 +67,7 @@ test-e2e:
 ## (e.g. BENCH_ARGS="--only relay,idle --repeats 5"; `originstack-bench run --help`).
 bench: deps
 	$(CARGO) build --release -p originstack-proxy -p originstack-bench
-	./target/release/originstack-bench run $(BENCH_ARGS)
+	$(RELEASE_DIR)/originstack-bench run $(BENCH_ARGS)
 
 ## fuzz: every cargo-fuzz target of the proxy's parsers for FUZZ_SECONDS each (default 600)
 FUZZ_SECONDS ?= 600
