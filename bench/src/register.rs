@@ -49,7 +49,7 @@ impl Heartbeat {
                 ..SrsPorts::default()
             }),
             summaries: Some(
-                serde_json::json!({"ok": true, "self": {"cpu_percent": self.cpu_percent}}),
+                serde_json::json!({"data": {"ok": true, "self": {"cpu_percent": self.cpu_percent}}}),
             ),
         }
     }

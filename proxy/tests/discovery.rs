@@ -519,7 +519,7 @@ async fn a_removed_endpoint_loses_its_streams_at_once() {
 fn heartbeat(server: &str, ip: IpAddr, rtmp: u16, cpu: f64) -> String {
     json!({
         "device_id": server, "ip": ip.to_string(), "server": server, "service": "svc", "pid": "1",
-        "rtmp": [rtmp.to_string()], "summaries": {"self": {"cpu_percent": cpu}},
+        "rtmp": [rtmp.to_string()], "summaries": {"data": {"self": {"cpu_percent": cpu}}},
     })
     .to_string()
 }

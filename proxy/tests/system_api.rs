@@ -18,7 +18,7 @@ use support::http;
 
 const HEARTBEAT: &str = r#"{"device_id":"origin1","ip":"10.0.0.7","server":"vid-o788x4d","service":"2e0q10z8",
   "pid":"23798","rtmp":["19351"],"http":["8081"],"api":["19851"],"srt":["udp://0.0.0.0:10081"],
-  "rtc":["udp://0.0.0.0:8001"],"summaries":{"ok":true,"self":{"cpu_percent":3.5}}}"#;
+  "rtc":["udp://0.0.0.0:8001"],"summaries":{"data":{"ok":true,"self":{"cpu_percent":3.5}}}}"#;
 
 /// Starts the system API of a proxy configured by `args` (flags as on the command line).
 async fn start(args: &[&str]) -> (SocketAddr, Proxy) {

@@ -35,7 +35,7 @@ pub struct PickRound {
 async fn register_origins(lb: &dyn LoadBalancer) -> anyhow::Result<()> {
     for i in 0..ORIGINS {
         let heartbeat = format!(
-            r#"{{"ip":"127.0.0.1","server":"origin-{i}","service":"s","pid":"1","rtmp":["{}"],"summaries":{{"self":{{"cpu_percent":{}}}}}}}"#,
+            r#"{{"ip":"127.0.0.1","server":"origin-{i}","service":"s","pid":"1","rtmp":["{}"],"summaries":{{"data":{{"self":{{"cpu_percent":{}}}}}}}}}"#,
             19350 + i,
             i % 3
         );

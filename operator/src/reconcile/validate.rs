@@ -30,6 +30,8 @@ pub const ORIGIN_RESERVED_ENV: &[&str] = &[
     "ORIGINSTACK_POD_IP",
     "SRS_HEARTBEAT_URL",
     "SRS_HEARTBEAT_DEVICE_ID",
+    "SRS_SERVER_ID",
+    "SRS_DEVICE_IP",
     "CANDIDATE",
 ];
 

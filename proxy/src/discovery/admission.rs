@@ -151,7 +151,7 @@ mod tests {
     fn heartbeat(ip: &str, server: &str) -> Origin {
         let body = serde_json::json!({
             "device_id": "live-origin-1", "ip": ip, "server": server, "service": "2e0q10z8",
-            "pid": "23798", "rtmp": ["1935"], "summaries": {"self": {"cpu_percent": 12.5}},
+            "pid": "23798", "rtmp": ["1935"], "summaries": {"data": {"self": {"cpu_percent": 12.5}}},
         });
         parse_heartbeat(body.to_string().as_bytes()).unwrap()
     }

@@ -263,9 +263,12 @@ pub fn parse_endpoint(raw: &str, origin_ip: IpAddr) -> Option<SocketAddr> {
     (resolved.port() != 0 && !resolved.ip().is_multicast()).then_some(resolved)
 }
 
-/// SRS's `summaries` carry `self.cpu_percent` (the SRS process) and `system.cpu_percent`; the
-/// process figure is what limits how many more streams the origin takes.
+/// SRS's `summaries` (its `/api/v1/summaries` object: `srs_api_dump_summaries` in
+/// `srs_app_utility.cpp`) carry `data.self.cpu_percent` (the SRS process) and
+/// `data.system.cpu_percent`; the process figure is what limits how many more streams the
+/// origin takes. Senders other than SRS may leave out the `data` level.
 fn load_figure(summaries: &serde_json::Value) -> f64 {
+    let summaries = summaries.get("data").unwrap_or(summaries);
     let figure = |section: &str| summaries.get(section)?.get("cpu_percent")?.as_f64();
     figure("self")
         .or_else(|| figure("system"))
@@ -280,7 +283,7 @@ mod tests {
     const SRS_HEARTBEAT: &str = r#"{"device_id":"origin1","ip":"10.0.0.7","server":"vid-o788x4d",
         "service":"2e0q10z8","pid":"23798","rtmp":["19351"],"http":["8081"],"api":["19851"],
         "srt":["udp://0.0.0.0:10081"],"rtc":["udp://0.0.0.0:8001"],"unknown":{"x":1},
-        "summaries":{"ok":true,"self":{"cpu_percent":12.5},"system":{"cpu_percent":40}}}"#;
+        "summaries":{"data":{"ok":true,"self":{"cpu_percent":12.5},"system":{"cpu_percent":40}}}}"#;
 
     #[test]
     fn srs_heartbeat_parses() {
@@ -300,6 +303,44 @@ mod tests {
             Some("10.0.0.7:8001".parse().unwrap())
         );
         assert_eq!(origin.load, 12.5);
+    }
+
+    /// SRS 7.0.67 and later ("Support IPv6 for all protocols") report raw listens: `rtc` as
+    /// `udp://8000`, `srt` without a scheme, and every listen of `http`/`api` (`[::]:8080`).
+    /// From 7.0.47 `rtsp` is sent too (not routed, ignored).
+    #[test]
+    fn srs_7_0_67_heartbeat_parses() {
+        let body = r#"{"device_id":"live-origin-0","ip":"10.0.0.9","server":"vid-a","service":"s",
+            "pid":"7","rtmp":["1935","[::]:1935"],"http":["8080","[::]:8080"],"api":["1985"],
+            "srt":["10080"],"rtc":["udp://8000","tcp://8000"],"rtsp":["8554"]}"#;
+        let origin = parse_heartbeat(body.as_bytes()).unwrap();
+        for (protocol, expected) in [
+            (Protocol::Rtmp, "10.0.0.9:1935"),
+            (Protocol::Http, "10.0.0.9:8080"),
+            (Protocol::Api, "10.0.0.9:1985"),
+            (Protocol::Srt, "10.0.0.9:10080"),
+            (Protocol::Rtc, "10.0.0.9:8000"),
+        ] {
+            assert_eq!(
+                origin.endpoint(protocol),
+                Some(expected.parse().unwrap()),
+                "{protocol:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn load_is_read_with_or_without_srs_data_level() {
+        let with = |summaries: &str| {
+            let body = SRS_HEARTBEAT.replace(
+                r#""summaries":{"data":{"ok":true,"self":{"cpu_percent":12.5},"system":{"cpu_percent":40}}}"#,
+                &format!(r#""summaries":{summaries}"#),
+            );
+            parse_heartbeat(body.as_bytes()).unwrap().load
+        };
+        assert_eq!(with(r#"{"data":{"system":{"cpu_percent":40}}}"#), 40.0);
+        assert_eq!(with(r#"{"self":{"cpu_percent":7.5}}"#), 7.5);
+        assert_eq!(with(r#"{"data":{"ok":true}}"#), 0.0);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn origin(server: &str, pid: u32, cpu_percent: f64) -> Origin {
     let heartbeat = serde_json::json!({
         "ip": "127.0.0.1", "server": server, "service": format!("svc-{pid}"), "pid": pid.to_string(),
         "rtmp": ["19350"], "http": ["tcp://:8080"], "srt": ["udp://0.0.0.0:10080"],
-        "summaries": {"self": {"cpu_percent": cpu_percent}},
+        "summaries": {"data": {"self": {"cpu_percent": cpu_percent}}},
     });
     parse_heartbeat(heartbeat.to_string().as_bytes()).expect("valid heartbeat")
 }

@@ -90,8 +90,14 @@ pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
             ),
         ),
         env_from_field("SRS_HEARTBEAT_DEVICE_ID", "metadata.name"),
+        // The heartbeat's `server`: the pod name lasts across container restarts, so a
+        // restarted SRS (new `service` and `pid`) is told from a new origin.
+        env_from_field("SRS_SERVER_ID", "metadata.name"),
+        // The heartbeat's `ip`: without it SRS reports one of its addresses by index.
+        env_from_field("SRS_DEVICE_IP", "status.podIP"),
     ];
     if spec.protocols.webrtc {
+        // `candidate $CANDIDATE;` in srs.conf: the proxy relays media to the pod itself.
         operator_env.push(env_from_field("ORIGINSTACK_POD_IP", "status.podIP"));
         operator_env.push(env("CANDIDATE", "$(ORIGINSTACK_POD_IP)"));
     }

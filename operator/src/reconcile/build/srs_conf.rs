@@ -35,7 +35,7 @@ pub fn render(plan: &Plan, names: &Names) -> String {
         "# The register token is not in this file: SRS_HEARTBEAT_URL, built from the token Secret when",
     );
     line(
-        "# the pod starts, overrides heartbeat.url (SRS 6+ reads SRS_* variables as config overrides).",
+        "# the pod starts, overrides heartbeat.url (SRS 5 and later read SRS_* variables as overrides).",
     );
     line("");
     // SRS needs its RTMP listener even when clients do not use RTMP: SRT and WebRTC are
@@ -96,7 +96,10 @@ pub fn render(plan: &Plan, names: &Names) -> String {
             ("url", heartbeat_url(plan, names)),
             // Replaced by the pod name through SRS_HEARTBEAT_DEVICE_ID.
             ("device_id", format!("\"{}\"", names.origin())),
+            // The listen ports (the proxy routes by them) and the load figures (it places new
+            // streams by them); both off in SRS by default.
             ("ports", "on".into()),
+            ("summaries", "on".into()),
         ],
     );
 
