@@ -15,6 +15,7 @@
 #   DEMO_STREAM         app/stream published    (live/demo)
 #   DEMO_VIDEO_SIZE     test picture size       (1280x720)
 #   DEMO_DIR            working directory       (a fresh temporary one, removed on exit)
+#   DEMO_TOKEN          the proxy's register token (random; written to $DEMO_DIR/token)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,8 +100,14 @@ wait_http() { # url, what
   die "$2 did not come up ($1); logs are in $dir"
 }
 
+# A register token as a cluster has one: origins put it in their heartbeat URL's path (what an
+# SRS heartbeat keeps), and it reads the listings (no separate PROXY_API_TOKEN here).
+token="${DEMO_TOKEN:-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
+echo "$token" >"$dir/token"
+
 # The proxy: every listener on loopback, stream ownership in memory.
 env -i PATH="$PATH" \
+  PROXY_REGISTER_TOKEN="$token" \
   PROXY_RTMP_SERVER="127.0.0.1:$rtmp_port" \
   PROXY_HTTP_SERVER="127.0.0.1:$http_port" \
   PROXY_HTTP_API="127.0.0.1:$api_port" \
@@ -165,17 +172,20 @@ EOF
   local nginx_pid=$!
   started "$nginx_pid"
   wait_http "http://127.0.0.1:$http/stat" "origin $n (nginx-rtmp on $rtmp/$http)"
-  # `service` changes on every start: the proxy tells a restarted origin by it.
+  # What SRS 7 sends with `heartbeat { ports on; }` (the tests' originstack_e2e::srs sends the
+  # same): these fields, POSTed to the URL's path with the headers of SRS's HTTP client and no
+  # other. `service` changes on every start: the proxy tells a restarted origin by it.
   local body
   body=$(printf '{"device_id":"demo-origin%s","ip":"127.0.0.1","server":"demo-origin%s","service":"%s","pid":"%s","rtmp":["%s"],"http":["%s"]}' \
     "$n" "$n" "$RANDOM$RANDOM" "$nginx_pid" "$rtmp" "$http")
   # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c '
     while true; do
-      curl -fsS -o /dev/null --max-time 2 -X POST -H "Content-Type: application/json" \
-        -d "$1" "$2" || echo "[demo] heartbeat of origin $3 failed" >&2
+      curl -fsS -o /dev/null --max-time 2 -X POST -A "SRS/7.0.18(Kai)" -H "Accept:" \
+        -H "Connection: Keep-Alive" -H "Content-Type: application/json" \
+        --data-binary "$1" "$2" || echo "[demo] heartbeat of origin $3 failed" >&2
       sleep 5
-    done' heartbeat "$body" "http://127.0.0.1:$system_port/api/v1/srs/register" "$n" \
+    done' heartbeat "$body" "http://127.0.0.1:$system_port/api/v1/srs/register/$token" "$n" \
     </dev/null >/dev/null 2>>"$dir/heartbeats.log" &
   started $!
   say "origin $n up: rtmp 127.0.0.1:$rtmp, http 127.0.0.1:$http, heartbeating to the proxy"
@@ -187,7 +197,7 @@ for pair in "${origin_ports[@]}"; do
   n=$((n + 1))
 done
 for i in $(seq 1 50); do
-  alive=$(curl -fsS "http://127.0.0.1:$system_port/api/v1/origins" | grep -o '"alive":true' | wc -l)
+  alive=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$system_port/api/v1/origins" | grep -o '"alive":true' | wc -l)
   [ "$alive" -ge "${#origin_ports[@]}" ] && break
   sleep 0.1
 done
@@ -208,7 +218,7 @@ started "$ffmpeg_pid"
 owner=""
 for i in $(seq 1 100); do
   # One JSON object per stream; its owner is the "origin" field.
-  owner=$(curl -fsS "http://127.0.0.1:$system_port/api/v1/streams" | grep -o '{[^{}]*}' \
+  owner=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$system_port/api/v1/streams" | grep -o '{[^{}]*}' \
     | grep "\"stream\":\"[^\"]*/$stream\"" | sed -n 's/.*"origin":"\([^"]*\)".*/\1/p' | head -1 || true)
   [ -n "$owner" ] && break
   kill -0 "$ffmpeg_pid" 2>/dev/null || die "ffmpeg stopped: $(cat "$dir/ffmpeg.log")"
@@ -235,10 +245,10 @@ Play it:
             routed to $owner like the others, but nginx-rtmp cannot serve HTTP-FLV, so this
             demo's origins answer 404 here; with SRS origins (the product) this URL plays.
 
-Look inside:
-  curl http://127.0.0.1:$system_port/api/v1/streams    # which origin owns the stream
-  curl http://127.0.0.1:$system_port/api/v1/origins    # the registered origins and their load
-  curl http://127.0.0.1:$system_port/metrics           # Prometheus metrics
+Look inside (the listings need the register token, kept in $dir/token):
+  curl -H "Authorization: Bearer $token" http://127.0.0.1:$system_port/api/v1/streams   # which origin owns the stream
+  curl -H "Authorization: Bearer $token" http://127.0.0.1:$system_port/api/v1/origins   # the registered origins and their load
+  curl http://127.0.0.1:$system_port/metrics           # Prometheus metrics (open)
 
 Files and logs: $dir
 Press Ctrl-C to stop everything.

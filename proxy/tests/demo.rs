@@ -1,7 +1,8 @@
 //! `make demo` (scripts/demo.sh) for real: the proxy binary, three nginx-rtmp origins
 //! heartbeating to it and ffmpeg publishing through it; the RTMP and HLS URLs it prints play
 //! (ffprobe) with the published codecs and size, the HTTP-FLV URL gets the 404 the script
-//! warns about (nginx-rtmp cannot serve FLV), and Ctrl-C (SIGINT) stops every process it
+//! warns about (nginx-rtmp cannot serve FLV), the origins registered with the token in their
+//! heartbeat path and the listings need it, and Ctrl-C (SIGINT) stops every process it
 //! started and frees every port.
 
 use std::{
@@ -123,6 +124,23 @@ fn the_demo_plays_every_printed_url_and_stops_cleanly_on_ctrl_c() {
         "the demo says its origins answer HTTP-FLV with 404"
     );
     assert!(out.contains("nginx-rtmp cannot serve HTTP-FLV"), "{out}");
+
+    // The origins registered with the token in their heartbeat path; the listings need it.
+    let token = read(&work.join("token")).trim().to_owned();
+    let system_api = ([127, 0, 0, 1], system).into();
+    let (status, _) = http_request(system_api, "GET", "/api/v1/streams", &[], "").unwrap();
+    assert_eq!(status, 401, "the listings need the token");
+    let bearer = format!("Bearer {token}");
+    let (status, streams) = http_request(
+        system_api,
+        "GET",
+        "/api/v1/streams",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{streams}");
+    assert!(streams.contains("\"origin\":\"demo-origin"), "{streams}");
 
     let groups: Vec<u32> = read(&work.join("pids"))
         .lines()
