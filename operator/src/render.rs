@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use crate::{
     crd::OriginCluster,
+    kinds::Owned,
     reconcile::{
-        owned::Owned,
         read::{Observed, SecretNames},
         validate::{self, ValidationError},
     },

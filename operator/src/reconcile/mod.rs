@@ -6,7 +6,6 @@
 
 pub mod apply;
 pub mod build;
-pub mod owned;
 pub mod read;
 pub mod status;
 pub mod validate;
@@ -28,11 +27,8 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use self::{owned::Owned, status::Outcome, validate::ValidationError};
-use crate::{crd::OriginCluster, metrics::Metrics};
-
-/// kube's event Recorder creates `events.k8s.io` Events and patches the series of a repeated one.
-pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+use self::{status::Outcome, validate::ValidationError};
+use crate::{crd::OriginCluster, kinds::Owned, metrics::Metrics};
 
 /// How often a healthy cluster is looked at again even without a change (picks up a rotated
 /// token Secret, for one).

@@ -11,23 +11,12 @@ use rand::RngCore;
 use super::{
     Error,
     build::Names,
-    owned::Owned,
     validate::{generated_token_secret_name, hex},
 };
 use crate::{
-    access::ResourceId,
     crd::{OriginCluster, RedisMode},
+    kinds::Owned,
 };
-
-/// What [`observe`] reads with `get`: Secrets the spec names (not only the operator's own)
-/// and the current Deployments and Services.
-pub fn read_resources() -> [ResourceId; 3] {
-    [
-        ResourceId::of::<Secret>(),
-        ResourceId::of::<Deployment>(),
-        ResourceId::of::<Service>(),
-    ]
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Observed {

@@ -14,14 +14,11 @@ use serde_json::json;
 use super::{
     Error,
     build::{Component, Names},
-    owned::{FIELD_MANAGER, Owned},
 };
-use crate::crd::{
-    Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition,
+use crate::{
+    crd::{Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition},
+    kinds::{FIELD_MANAGER, Owned},
 };
-
-/// The status is written with a merge patch of the `status` subresource ([`write`]).
-pub const STATUS_VERBS: &[&str] = &["patch"];
 
 /// How the reconcile went, as far as the status is concerned.
 #[derive(Debug, Clone, Copy)]

@@ -27,11 +27,11 @@ use kube::core::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 pub use self::{rbac::proxy_rules, srs_conf::render as render_srs_conf};
-use super::{
-    owned::{Owned, OwnedKind},
-    validate::{Plan, RedisPlan, hex},
+use super::validate::{Plan, RedisPlan, hex};
+use crate::{
+    crd::{ImagePullPolicy, PodOverrides, SecretKeyRef},
+    kinds::{Owned, OwnedKind},
 };
-use crate::crd::{ImagePullPolicy, PodOverrides, SecretKeyRef};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "originstack-operator";

@@ -6,7 +6,7 @@ use k8s_openapi::api::{
 };
 
 use super::{Component, Names, metadata};
-use crate::reconcile::{owned::Owned, validate::Plan};
+use crate::{kinds::Owned, reconcile::validate::Plan};
 
 /// What the proxies' Role grants. The operator must hold these itself to grant them (RBAC
 /// refuses to let anyone grant more than they have), so its own RBAC includes them.

@@ -26,7 +26,8 @@ use super::{
 };
 use crate::{
     crd::{ManagedRedis, PodOverrides},
-    reconcile::{owned::Owned, validate::Plan},
+    kinds::Owned,
+    reconcile::validate::Plan,
 };
 
 pub fn objects(plan: &Plan, names: &Names, managed: &ManagedRedis) -> [Owned; 3] {
