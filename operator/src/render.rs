@@ -17,8 +17,9 @@ use crate::{
     crd::OriginCluster,
     kinds::Owned,
     reconcile::{
+        error::ValidationError,
         read::{Observed, SecretNames},
-        validate::{self, ValidationError},
+        validate,
     },
 };
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use futures::future::try_join_all;
 use kube::Client;
 
-use super::Error;
+use super::error::Error;
 use crate::kinds::{Owned, OwnedKind};
 
 /// What the apply stage did.
