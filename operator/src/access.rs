@@ -1,46 +1,17 @@
-//! What the operator asks of the API server, gathered from the modules that ask.
+//! The RBAC the operator needs: the verb lists of [`kinds`] as rules, one per reason.
 //!
-//! The RBAC the Helm chart grants is generated from [`permissions`] (`originstack-operator
-//! rbac` prints `charts/originstack/templates/_rules.tpl`); `operator/tests/rbac.rs` checks
+//! The Helm chart grants [`permissions`] (`originstack-operator rbac` prints
+//! `charts/originstack/templates/_rules.tpl`); `operator/tests/rbac.rs` checks
 //! that the rendered chart grants exactly this, and that the binary, bound to nothing but the
 //! chart's rules, brings a cluster to Ready while using every one of them.
 
 use std::collections::BTreeSet;
 
 use crate::{
-    controller,
     crd::OriginCluster,
-    leader,
-    reconcile::{self, build, owned, read, status},
+    kinds::{self, OwnedKind, ResourceId},
+    reconcile::build,
 };
-
-/// A resource as RBAC names it: API group (`""` for core) and plural, `/subresource` included.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourceId {
-    pub group: String,
-    pub resource: String,
-}
-
-impl ResourceId {
-    pub fn of<K: kube::Resource<DynamicType = ()>>() -> Self {
-        Self {
-            group: K::group(&()).into_owned(),
-            resource: K::plural(&()).into_owned(),
-        }
-    }
-
-    pub fn new(group: &str, resource: &str) -> Self {
-        Self {
-            group: group.into(),
-            resource: resource.into(),
-        }
-    }
-
-    fn subresource(mut self, name: &str) -> Self {
-        self.resource = format!("{}/{name}", self.resource);
-        self
-    }
-}
 
 /// Where a permission is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,7 +64,7 @@ pub fn permissions() -> Vec<Permission> {
         Permission {
             scope: Scope::Watched,
             resources: vec![ResourceId::of::<OriginCluster>()],
-            verbs: verbs(controller::CLUSTER_VERBS),
+            verbs: verbs(kinds::CLUSTER_VERBS),
             names: Names::Any,
             delegated: false,
             why: "The controller lists and watches the OriginClusters it reconciles.",
@@ -101,7 +72,7 @@ pub fn permissions() -> Vec<Permission> {
         Permission {
             scope: Scope::Watched,
             resources: vec![ResourceId::of::<OriginCluster>().subresource("status")],
-            verbs: verbs(status::STATUS_VERBS),
+            verbs: verbs(kinds::STATUS_VERBS),
             names: Names::Any,
             delegated: false,
             why: "Each reconcile writes the cluster's status (conditions, replica counts, endpoints).",
@@ -109,11 +80,11 @@ pub fn permissions() -> Vec<Permission> {
     ];
 
     // Owned kinds, one rule per API group, in the order of the owned-kinds list.
-    for (_, resources) in group_by_api(owned::OwnedKind::ALL.iter().map(|kind| kind.resource())) {
+    for (_, resources) in group_by_api(OwnedKind::ALL.iter().map(|kind| kind.resource())) {
         rules.push(Permission {
             scope: Scope::Watched,
             resources,
-            verbs: verbs(owned::VERBS),
+            verbs: verbs(kinds::OWNED_VERBS),
             names: Names::Any,
             delegated: false,
             why: "Owned objects: server-side applied (created or patched), watched to undo \
@@ -121,14 +92,14 @@ pub fn permissions() -> Vec<Permission> {
         });
     }
 
-    let reads = read::read_resources();
+    let reads = kinds::read_resources();
     let (secrets, others): (Vec<_>, Vec<_>) = reads
         .into_iter()
         .partition(|resource| resource.resource == "secrets");
     rules.push(Permission {
         scope: Scope::Watched,
         resources: secrets,
-        verbs: verbs(&["get"]),
+        verbs: verbs(kinds::READ_VERBS),
         names: Names::Any,
         delegated: false,
         why: "Reads the register-token and Redis-password Secrets a spec names. Users choose \
@@ -139,7 +110,7 @@ pub fn permissions() -> Vec<Permission> {
         rules.push(Permission {
             scope: Scope::Watched,
             resources,
-            verbs: verbs(&["get"]),
+            verbs: verbs(kinds::READ_VERBS),
             names: Names::Any,
             delegated: false,
             why: "Reads the current Deployments and Services for the status, also when nothing \
@@ -148,8 +119,8 @@ pub fn permissions() -> Vec<Permission> {
     }
     rules.push(Permission {
         scope: Scope::Watched,
-        resources: vec![ResourceId::new("events.k8s.io", "events")],
-        verbs: verbs(reconcile::EVENT_VERBS),
+        resources: vec![kinds::event_resource()],
+        verbs: verbs(kinds::EVENT_VERBS),
         names: Names::Any,
         delegated: false,
         why: "Reports failures and pruning as Events on the OriginCluster; a repeated Event is \
@@ -175,16 +146,16 @@ pub fn permissions() -> Vec<Permission> {
     }
     rules.push(Permission {
         scope: Scope::Lease,
-        resources: vec![ResourceId::new("coordination.k8s.io", "leases")],
-        verbs: verbs(leader::LEASE_CREATE_VERBS),
+        resources: vec![kinds::lease_resource()],
+        verbs: verbs(kinds::LEASE_CREATE_VERBS),
         names: Names::Any,
         delegated: false,
         why: "Leader election: the first replica creates the Lease.",
     });
     rules.push(Permission {
         scope: Scope::Lease,
-        resources: vec![ResourceId::new("coordination.k8s.io", "leases")],
-        verbs: verbs(leader::LEASE_VERBS),
+        resources: vec![kinds::lease_resource()],
+        verbs: verbs(kinds::LEASE_VERBS),
         names: Names::TheLease,
         delegated: false,
         why: "Leader election: replicas read the Lease; the leader renews and releases it, a \
@@ -311,8 +282,8 @@ mod tests {
     #[test]
     fn every_owned_kind_is_covered_with_every_owned_verb() {
         let grants = grants();
-        for kind in owned::OwnedKind::ALL {
-            for verb in owned::VERBS {
+        for kind in OwnedKind::ALL {
+            for verb in kinds::OWNED_VERBS {
                 assert!(
                     grants.iter().any(|g| g.scope == Scope::Watched
                         && g.resource == kind.resource()

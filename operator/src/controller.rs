@@ -12,15 +12,12 @@ use tracing::{debug, warn};
 
 use crate::{
     crd::OriginCluster,
+    kinds,
     reconcile::{
         self, Context,
         build::{MANAGED_BY, MANAGED_BY_LABEL},
-        owned,
     },
 };
-
-/// What the Controller's watcher does with OriginClusters (the owned kinds: `owned::VERBS`).
-pub const CLUSTER_VERBS: &[&str] = &["list", "watch"];
 
 #[derive(Debug, Clone, Default)]
 pub struct ControllerOptions {
@@ -47,7 +44,7 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let controller = Controller::new(clusters, watcher::Config::default())
         .with_config(Config::default().concurrency(options.concurrency));
-    owned::watch_all(controller, &client, namespace, &owned_config)
+    kinds::watch_all(controller, &client, namespace, &owned_config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {

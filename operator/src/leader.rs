@@ -30,12 +30,6 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 
-/// The first candidate creates the Lease ([`LeaseLock::try_acquire_or_renew`]).
-pub const LEASE_CREATE_VERBS: &[&str] = &["create"];
-/// On the Lease itself: read it, and write it back guarded by its resourceVersion (`replace`)
-/// to take, renew or release it.
-pub const LEASE_VERBS: &[&str] = &["get", "update"];
-
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
     pub namespace: String,

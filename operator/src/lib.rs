@@ -5,6 +5,7 @@ pub mod access;
 pub mod controller;
 pub mod crd;
 pub mod http;
+pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

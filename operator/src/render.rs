@@ -15,10 +15,11 @@ use serde::Deserialize;
 
 use crate::{
     crd::OriginCluster,
+    kinds::Owned,
     reconcile::{
-        owned::Owned,
+        error::ValidationError,
         read::{Observed, SecretNames},
-        validate::{self, ValidationError},
+        validate,
     },
 };
 

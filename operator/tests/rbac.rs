@@ -25,9 +25,9 @@ use originstack_e2e::{
     manifests::{self, Apply},
 };
 use originstack_operator::{
-    access::{self, Grant, Names, ResourceId, Scope},
+    access::{self, Grant, Names, Scope},
     crd::{OriginCluster, condition as types},
-    reconcile::owned::OwnedKind,
+    kinds::{OwnedKind, ResourceId},
 };
 use serde_json::{Value, json};
 use support::*;

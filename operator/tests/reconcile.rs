@@ -16,9 +16,9 @@ use kube::{
 };
 use originstack_operator::{
     crd::{OriginCluster, condition as types},
+    kinds::{FIELD_MANAGER, OwnedKind},
     reconcile::{
         build::{self, CONFIG_HASH_ANNOTATION, owned_selector},
-        owned::{FIELD_MANAGER, OwnedKind},
         read, validate,
     },
 };

@@ -6,10 +6,8 @@ use std::collections::BTreeSet;
 use futures::future::try_join_all;
 use kube::Client;
 
-use super::{
-    Error,
-    owned::{Owned, OwnedKind},
-};
+use super::error::Error;
+use crate::kinds::{Owned, OwnedKind};
 
 /// What the apply stage did.
 #[derive(Debug, Default)]

@@ -1,12 +1,16 @@
 //! The reconciler of one OriginCluster, in stages:
 //! read → validate → build (pure) → apply (server-side apply, then prune) → status.
+//! A stage imports only stages before it and what they share (`names`, `digest`, `error`);
+//! none imports this file, which runs them in order.
 //!
 //! A failure at any stage becomes a Degraded condition and a Warning Event on the cluster, and
 //! a retry with per-object exponential backoff; other clusters are unaffected.
 
 pub mod apply;
 pub mod build;
-pub mod owned;
+pub mod digest;
+pub mod error;
+pub mod names;
 pub mod read;
 pub mod status;
 pub mod validate;
@@ -28,69 +32,14 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use self::{owned::Owned, status::Outcome, validate::ValidationError};
-use crate::{crd::OriginCluster, metrics::Metrics};
-
-/// kube's event Recorder creates `events.k8s.io` Events and patches the series of a repeated one.
-pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+use self::{error::Error, status::Outcome};
+use crate::{crd::OriginCluster, kinds::Owned, metrics::Metrics};
 
 /// How often a healthy cluster is looked at again even without a change (picks up a rotated
 /// token Secret, for one).
 pub const RESYNC: Duration = Duration::from_secs(300);
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading {what}: {source}")]
-    Read {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-    #[error("applying {kind} {name}: {source}")]
-    Apply {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("listing owned {kind} objects: {source}")]
-    List {
-        kind: &'static str,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("deleting {kind} {name}, which the spec no longer asks for: {source}")]
-    Prune {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("writing the status: {source}")]
-    Status {
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl Error {
-    /// Stable PascalCase reason: the Degraded condition's reason, the Event's reason and the
-    /// `reason` label of the error metric.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Invalid(invalid) => invalid.reason(),
-            Error::Apply { .. } => "ApplyFailed",
-            Error::List { .. } => "ListFailed",
-            Error::Prune { .. } => "PruneFailed",
-            Error::Status { .. } => "StatusWriteFailed",
-        }
-    }
-}
 
 /// Shared by every reconcile.
 pub struct Context {

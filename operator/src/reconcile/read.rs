@@ -8,26 +8,11 @@ use k8s_openapi::api::{
 use kube::{Api, Client, ResourceExt};
 use rand::RngCore;
 
-use super::{
-    Error,
-    build::Names,
-    owned::Owned,
-    validate::{generated_token_secret_name, hex},
-};
+use super::{digest::hex, error::Error, names::Names};
 use crate::{
-    access::ResourceId,
     crd::{OriginCluster, RedisMode},
+    kinds::Owned,
 };
-
-/// What [`observe`] reads with `get`: Secrets the spec names (not only the operator's own)
-/// and the current Deployments and Services.
-pub fn read_resources() -> [ResourceId; 3] {
-    [
-        ResourceId::of::<Secret>(),
-        ResourceId::of::<Deployment>(),
-        ResourceId::of::<Service>(),
-    ]
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -55,7 +40,7 @@ impl SecretNames {
     pub fn of(cluster: &OriginCluster) -> Self {
         let token = match &cluster.spec.proxy.register_token_secret_ref {
             Some(reference) => reference.name.clone(),
-            None => generated_token_secret_name(&cluster.name_any()),
+            None => Names::new(&cluster.name_any()).token_secret(),
         };
         let redis_password = match (&cluster.spec.redis.mode, &cluster.spec.redis.external) {
             (RedisMode::External, Some(external)) => external

@@ -12,16 +12,14 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    Error,
-    build::{Component, Names},
-    owned::{FIELD_MANAGER, Owned},
+    build::{Component, pod_selector},
+    error::Error,
+    names::Names,
 };
-use crate::crd::{
-    Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition,
+use crate::{
+    crd::{Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition},
+    kinds::{FIELD_MANAGER, Owned},
 };
-
-/// The status is written with a merge patch of the `status` subresource ([`write`]).
-pub const STATUS_VERBS: &[&str] = &["patch"];
 
 /// How the reconcile went, as far as the status is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +93,7 @@ pub fn compute(
         ready: rollout.ready,
         selector,
     };
-    let origin_selector = super::build::pod_selector(&cluster.name_any(), Component::Origin);
+    let origin_selector = pod_selector(&cluster.name_any(), Component::Origin);
     let nothing_read = objects.is_empty() && matches!(outcome, Outcome::Failed(_));
     let (origin_counts, proxy_counts, redis_counts, endpoints) = if nothing_read {
         // The failure came before anything could be read: keep what was last known.

@@ -9,14 +9,14 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
 use kube::Resource;
-use sha2::{Digest, Sha256};
 
-use super::read::Observed;
+use super::{
+    digest::fingerprint,
+    error::ValidationError,
+    names::{MAX_NAME_LEN, Names},
+    read::Observed,
+};
 use crate::crd::{ManagedRedis, OriginCluster, RedisMode, SecretKeyRef};
-
-/// Longest OriginCluster name: owned Service names add up to 13 characters and must stay
-/// within the 63 of a DNS label.
-pub const MAX_NAME_LEN: usize = 50;
 
 /// Key of the token in the generated register-token Secret.
 pub const GENERATED_TOKEN_KEY: &str = "token";
@@ -68,63 +68,6 @@ const GENERATED_DIRECTIVES: &[&str] = &[
     "srt_server",
     "heartbeat",
 ];
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ValidationError {
-    #[error("the OriginCluster has no metadata.{0}; it must come from the API server")]
-    MissingMetadata(&'static str),
-    #[error(
-        "metadata.name {name:?} is {len} characters; at most {MAX_NAME_LEN} leave room for the owned Service names"
-    )]
-    NameTooLong { name: String, len: usize },
-    #[error("{field} refers to Secret {name:?}, which does not exist in namespace {namespace:?}")]
-    SecretNotFound {
-        field: &'static str,
-        name: String,
-        namespace: String,
-    },
-    #[error("{field} refers to key {key:?} of Secret {name:?}, which is missing or empty")]
-    SecretKeyMissing {
-        field: &'static str,
-        name: String,
-        key: String,
-    },
-    #[error(
-        "the register token in Secret {name:?} may only hold letters, digits and -._~ (it travels in the origins' heartbeat URL)"
-    )]
-    TokenNotUrlSafe { name: String },
-    #[error("spec.origin.config line {line}: {problem}")]
-    OriginConfig { line: usize, problem: String },
-    #[error("{field}: {name} is set by the operator; remove it from the spec")]
-    ReservedEnv { field: &'static str, name: String },
-    #[error("spec.redis.mode is external but spec.redis.external is missing")]
-    ExternalRedisMissing,
-    #[error("spec.redis.external.url {url:?}: {problem}")]
-    RedisUrl { url: String, problem: String },
-    #[error(
-        "spec.redis.mode none keeps stream ownership in one proxy's memory, but spec.proxy.replicas is {replicas}; use managed or external Redis"
-    )]
-    MemoryWithReplicas { replicas: i32 },
-}
-
-impl ValidationError {
-    /// The `reason` of the Degraded condition and Event (PascalCase, stable).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ValidationError::MissingMetadata(_) => "MissingMetadata",
-            ValidationError::NameTooLong { .. } => "NameTooLong",
-            ValidationError::SecretNotFound { .. } => "SecretNotFound",
-            ValidationError::SecretKeyMissing { .. } => "SecretKeyMissing",
-            ValidationError::TokenNotUrlSafe { .. } => "TokenNotUrlSafe",
-            ValidationError::OriginConfig { .. } => "InvalidOriginConfig",
-            ValidationError::ReservedEnv { .. } => "ReservedEnv",
-            ValidationError::ExternalRedisMissing | ValidationError::RedisUrl { .. } => {
-                "InvalidRedis"
-            }
-            ValidationError::MemoryWithReplicas { .. } => "InvalidRedis",
-        }
-    }
-}
 
 /// A validated OriginCluster: everything the build stage needs, already resolved.
 #[derive(Debug, Clone)]
@@ -221,11 +164,6 @@ pub fn validate<'a>(
     })
 }
 
-/// The name of the Secret the operator generates when no token Secret is given.
-pub fn generated_token_secret_name(cluster_name: &str) -> String {
-    format!("{cluster_name}-register-token")
-}
-
 fn register_token(
     cluster: &OriginCluster,
     name: &str,
@@ -264,7 +202,7 @@ fn register_token(
                 existing(GENERATED_TOKEN_KEY).unwrap_or_else(|| observed.fresh_token.clone());
             let read = existing(GENERATED_READ_TOKEN_KEY)
                 .unwrap_or_else(|| observed.fresh_read_token.clone());
-            let secret_name = generated_token_secret_name(name);
+            let secret_name = Names::new(name).token_secret();
             Ok(RegisterToken {
                 secret: SecretKeyRef {
                     name: secret_name.clone(),
@@ -379,14 +317,6 @@ fn secret_key(secret: &Secret, key: &str) -> Option<String> {
 }
 
 /// A short, stable hash of a secret value (never the value itself) for pod annotations.
-pub fn fingerprint(value: &str) -> String {
-    hex(&Sha256::digest(value.as_bytes())[..8])
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn check_reserved_env(
     field: &'static str,
     env: &[EnvVar],
@@ -638,13 +568,5 @@ mod tests {
         assert!(RedisUrl::parse("redis://:1/0").is_err());
         assert!(RedisUrl::parse("redis://h:99999").is_err());
         assert!(RedisUrl::parse("redis://h/x").is_err());
-    }
-
-    #[test]
-    fn fingerprints_are_stable_and_do_not_reveal_the_value() {
-        assert_eq!(fingerprint("secret"), fingerprint("secret"));
-        assert_ne!(fingerprint("secret"), fingerprint("secret2"));
-        assert_eq!(fingerprint("secret").len(), 16);
-        assert!(!fingerprint("secret").contains("secret"));
     }
 }

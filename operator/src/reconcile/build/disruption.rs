@@ -5,8 +5,8 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
-use super::{Component, Names, label_selector, metadata};
-use crate::reconcile::validate::Plan;
+use super::{Component, label_selector, metadata};
+use crate::reconcile::{names::Names, validate::Plan};
 
 pub fn budgets(plan: &Plan, names: &Names) -> Vec<PodDisruptionBudget> {
     let spec = &plan.cluster.spec;

@@ -24,14 +24,16 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use kube::core::ObjectMeta;
-use sha2::{Digest, Sha256};
 
 pub use self::{rbac::proxy_rules, srs_conf::render as render_srs_conf};
 use super::{
-    owned::{Owned, OwnedKind},
-    validate::{Plan, RedisPlan, hex},
+    names::Names,
+    validate::{Plan, RedisPlan},
 };
-use crate::crd::{ImagePullPolicy, PodOverrides, SecretKeyRef};
+use crate::{
+    crd::{ImagePullPolicy, PodOverrides, SecretKeyRef},
+    kinds::{Owned, OwnedKind},
+};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "originstack-operator";
@@ -56,42 +58,6 @@ impl Component {
             Component::Proxy => "proxy",
             Component::Redis => "redis",
         }
-    }
-}
-
-/// Names of the owned objects, derived from the OriginCluster's name.
-#[derive(Debug, Clone)]
-pub struct Names {
-    cluster: String,
-}
-
-impl Names {
-    pub fn new(cluster: &str) -> Self {
-        Self {
-            cluster: cluster.to_string(),
-        }
-    }
-
-    /// Origin Deployment and its headless Service (whose EndpointSlices the proxies watch).
-    pub fn origin(&self) -> String {
-        format!("{}-origin", self.cluster)
-    }
-    pub fn origin_config(&self) -> String {
-        format!("{}-origin-config", self.cluster)
-    }
-    /// Proxy Deployment, its TCP client Service, ServiceAccount, Role and RoleBinding.
-    pub fn proxy(&self) -> String {
-        format!("{}-proxy", self.cluster)
-    }
-    pub fn proxy_udp(&self) -> String {
-        format!("{}-proxy-udp", self.cluster)
-    }
-    /// ClusterIP Service of the proxies' system API: origins heartbeat to it.
-    pub fn proxy_system(&self) -> String {
-        format!("{}-proxy-system", self.cluster)
-    }
-    pub fn redis(&self) -> String {
-        format!("{}-redis", self.cluster)
     }
 }
 
@@ -235,16 +201,6 @@ fn surge_strategy() -> DeploymentStrategy {
 
 fn pull_policy(policy: Option<ImagePullPolicy>) -> Option<String> {
     policy.map(|policy| policy.as_str().to_string())
-}
-
-/// A short hash of the given parts, for [`CONFIG_HASH_ANNOTATION`].
-fn config_hash(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    hex(&hasher.finalize()[..8])
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {

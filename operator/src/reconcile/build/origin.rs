@@ -14,11 +14,14 @@ use k8s_openapi::{
 };
 
 use super::{
-    Component, Names, config_hash, env, env_from_field, env_from_secret, label_selector, metadata,
-    pod_metadata, pull_policy, selector_labels, single_container_pod, srs_conf::heartbeat_url,
-    surge_strategy, with_user_env,
+    Component, env, env_from_field, env_from_secret, label_selector, metadata, pod_metadata,
+    pull_policy, selector_labels, single_container_pod, srs_conf::heartbeat_url, surge_strategy,
+    with_user_env,
 };
-use crate::{crd::origin_ports, reconcile::validate::Plan};
+use crate::{
+    crd::origin_ports,
+    reconcile::{digest::config_hash, names::Names, validate::Plan},
+};
 
 pub const CONFIG_FILE: &str = "srs.conf";
 const CONFIG_DIR: &str = "/etc/originstack";

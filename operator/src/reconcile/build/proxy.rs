@@ -13,13 +13,16 @@ use k8s_openapi::{
 };
 
 use super::{
-    Component, Names, config_hash, env, env_from_field, env_from_secret, label_selector, metadata,
-    pod_metadata, pull_policy, selector_labels, single_container_pod, surge_strategy,
-    with_user_env,
+    Component, env, env_from_field, env_from_secret, label_selector, metadata, pod_metadata,
+    pull_policy, selector_labels, single_container_pod, surge_strategy, with_user_env,
 };
 use crate::{
     crd::{PROXY_SYSTEM_PORT, ServiceType},
-    reconcile::validate::{Plan, RedisPlan},
+    reconcile::{
+        digest::config_hash,
+        names::Names,
+        validate::{Plan, RedisPlan},
+    },
 };
 
 /// Port of the managed Redis Service.

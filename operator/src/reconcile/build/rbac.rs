@@ -5,8 +5,11 @@ use k8s_openapi::api::{
     rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
 };
 
-use super::{Component, Names, metadata};
-use crate::reconcile::{owned::Owned, validate::Plan};
+use super::{Component, metadata};
+use crate::{
+    kinds::Owned,
+    reconcile::{names::Names, validate::Plan},
+};
 
 /// What the proxies' Role grants. The operator must hold these itself to grant them (RBAC
 /// refuses to let anyone grant more than they have), so its own RBAC includes them.

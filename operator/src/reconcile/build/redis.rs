@@ -21,12 +21,12 @@ use k8s_openapi::{
 };
 
 use super::{
-    Component, Names, config_hash, label_selector, metadata, pod_metadata, proxy::REDIS_PORT,
-    selector_labels,
+    Component, label_selector, metadata, pod_metadata, proxy::REDIS_PORT, selector_labels,
 };
 use crate::{
     crd::{ManagedRedis, PodOverrides},
-    reconcile::{owned::Owned, validate::Plan},
+    kinds::Owned,
+    reconcile::{digest::config_hash, names::Names, validate::Plan},
 };
 
 pub fn objects(plan: &Plan, names: &Names, managed: &ManagedRedis) -> [Owned; 3] {

@@ -2,10 +2,9 @@
 
 use std::fmt::Write;
 
-use super::Names;
 use crate::{
     crd::{PROXY_SYSTEM_PORT, origin_ports},
-    reconcile::validate::Plan,
+    reconcile::{names::Names, validate::Plan},
 };
 
 /// Path of the registration endpoint on the proxies' system API.

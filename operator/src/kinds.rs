@@ -1,8 +1,12 @@
-//! The kinds of object the operator owns, enumerated once.
+//! The kinds of object the operator works with, and the verbs it uses on each.
 //!
-//! Everything that must cover every owned kind — applying, finding leftovers to delete, watching
-//! for drift — is generated from the single list at the bottom of this file, so a kind added
-//! there cannot be forgotten by one of those paths.
+//! This is the bottom of the crate: it imports nothing else of it. The controller, the
+//! reconciler and the leader election do what the verb lists below say, and `access.rs` turns
+//! the same lists into the RBAC the Helm chart grants, so a verb has one place to be added.
+//!
+//! Everything that must cover every owned kind — applying, finding leftovers to delete,
+//! watching for drift, the RBAC — is generated from the single list in this file, so a kind
+//! added there cannot be forgotten by one of those paths.
 
 use std::fmt::Debug;
 
@@ -10,7 +14,9 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
+        coordination::v1::Lease,
         core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        events::v1::Event,
         networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{Role, RoleBinding},
@@ -24,15 +30,82 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{access::ResourceId, crd::OriginCluster};
+/// A resource as RBAC names it: API group (`""` for core) and plural, `/subresource` included.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    pub group: String,
+    pub resource: String,
+}
+
+impl ResourceId {
+    pub fn of<K: Resource<DynamicType = ()>>() -> Self {
+        Self {
+            group: K::group(&()).into_owned(),
+            resource: K::plural(&()).into_owned(),
+        }
+    }
+
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self {
+            group: group.into(),
+            resource: resource.into(),
+        }
+    }
+
+    pub fn subresource(mut self, name: &str) -> Self {
+        self.resource = format!("{}/{name}", self.resource);
+        self
+    }
+}
+
+// The verbs, by what asks for them. Which resources the OriginCluster's verbs apply to is
+// said in `access.rs`, which knows that type; this module needs none of the crate's.
+
+/// On OriginClusters: the controller's watcher lists and watches them.
+pub const CLUSTER_VERBS: &[&str] = &["list", "watch"];
+
+/// On the OriginClusters' `status` subresource: the status stage writes it with a merge patch.
+pub const STATUS_VERBS: &[&str] = &["patch"];
+
+/// On every owned kind, by the functions below: server-side apply (`patch`, and `create` when
+/// the object does not exist yet), `list` (of metadata, to prune), `watch` (drift) and
+/// `delete` (prune).
+pub const OWNED_VERBS: &[&str] = &["create", "patch", "list", "watch", "delete"];
+
+/// On [`read_resources`]: the read stage gets each object it depends on by name.
+pub const READ_VERBS: &[&str] = &["get"];
+
+/// What the read stage gets: Secrets the spec names (not only the operator's own) and the
+/// current Deployments and Services.
+pub fn read_resources() -> [ResourceId; 3] {
+    [
+        ResourceId::of::<Secret>(),
+        ResourceId::of::<Deployment>(),
+        ResourceId::of::<Service>(),
+    ]
+}
+
+/// On [`event_resource`]: kube's event Recorder creates Events and patches the series of a
+/// repeated one.
+pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+
+pub fn event_resource() -> ResourceId {
+    ResourceId::of::<Event>()
+}
+
+/// On [`lease_resource`], any name: the first candidate for leader creates the Lease.
+pub const LEASE_CREATE_VERBS: &[&str] = &["create"];
+
+/// On the leader Lease itself: read it, and write it back guarded by its resourceVersion
+/// (`replace`) to take, renew or release it.
+pub const LEASE_VERBS: &[&str] = &["get", "update"];
+
+pub fn lease_resource() -> ResourceId {
+    ResourceId::of::<Lease>()
+}
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "originstack-operator";
-
-/// The verbs the functions below use on every owned kind: server-side apply (`patch`, and
-/// `create` when the object does not exist yet), `list` (of metadata, to prune), `watch`
-/// (drift) and `delete` (prune). The operator's RBAC is derived from this.
-pub const VERBS: &[&str] = &["create", "patch", "list", "watch", "delete"];
 
 trait OwnedResource:
     Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -190,14 +263,23 @@ macro_rules! owned_kinds {
             }
         )+
 
-        /// Makes `controller` reconcile an OriginCluster whenever one of its owned objects
-        /// changes (drift, deletion, Deployment status).
-        pub fn watch_all(
-            mut controller: Controller<OriginCluster>,
+        /// Makes `controller` reconcile the owner (an OriginCluster) whenever one of its owned
+        /// objects changes (drift, deletion, Deployment status).
+        pub fn watch_all<Owner>(
+            mut controller: Controller<Owner>,
             client: &Client,
             namespace: Option<&str>,
             config: &watcher::Config,
-        ) -> Controller<OriginCluster> {
+        ) -> Controller<Owner>
+        where
+            Owner: Resource<DynamicType = ()>
+                + Clone
+                + Debug
+                + DeserializeOwned
+                + Send
+                + Sync
+                + 'static,
+        {
             $(controller = controller.owns(api::<$kind>(client, namespace), config.clone());)+
             controller
         }
