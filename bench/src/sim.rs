@@ -15,11 +15,9 @@ use std::{
 };
 
 use originstack_e2e::redis::RedisServer;
-use originstack_proxy::{
-    metrics::Metrics,
-    origins::{
-        Origins, RedisBalancer, RedisSettings, StreamKey, StreamLease, Timing, parse_heartbeat,
-    },
+use originstack_proxy::origins::{
+    Origins, OriginsMetrics, RedisBalancer, RedisSettings, StreamKey, StreamLease, Timing,
+    parse_heartbeat,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio_util::sync::CancellationToken;
@@ -115,7 +113,7 @@ async fn cluster(redis: &RedisServer, config: &SimConfig, prefix: &str) -> anyho
             Ok(Origins::new(
                 Arc::new(backend),
                 timing,
-                Arc::new(Metrics::new()),
+                OriginsMetrics::default(),
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

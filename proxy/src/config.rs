@@ -1,7 +1,12 @@
 //! Proxy configuration. Variable names are those of the upstream SRS proxy so an existing
 //! deployment switches without edits; every variable is also a flag (`--help`).
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Parser, ValueEnum};
 
@@ -371,7 +376,7 @@ pub struct WebRtcConfig {
     /// Public address written into every ICE candidate of an answer (an IP or a host name,
     /// no port: the port is PROXY_WEBRTC_SERVER's). Unset: the address the client reached
     /// the HTTP API on. Set it behind NAT or a load balancer.
-    #[arg(long = "webrtc-candidate", env = "PROXY_WEBRTC_CANDIDATE", value_parser = crate::webrtc::parse_candidate_host)]
+    #[arg(long = "webrtc-candidate", env = "PROXY_WEBRTC_CANDIDATE", value_parser = parse_candidate_host)]
     pub candidate: Option<String>,
     /// A WebRTC session that hears nothing from its client or its origin for this long is
     /// closed and forgotten (ICE consent checks arrive every few seconds while connected).
@@ -450,29 +455,6 @@ pub struct HttpConfig {
     pub system_max_connections: usize,
 }
 
-impl HttpConfig {
-    pub fn streaming_limits(&self) -> crate::http::server::HttpLimits {
-        crate::http::server::HttpLimits {
-            header_timeout: self.header_timeout,
-            max_connections: self.max_connections,
-            ..Default::default()
-        }
-    }
-
-    /// The WHIP/WHEP API: offers are small, so its connection cap is the system API's.
-    pub fn api_limits(&self) -> crate::http::server::HttpLimits {
-        self.system_limits()
-    }
-
-    pub fn system_limits(&self) -> crate::http::server::HttpLimits {
-        crate::http::server::HttpLimits {
-            header_timeout: self.header_timeout,
-            max_connections: self.system_max_connections,
-            ..Default::default()
-        }
-    }
-}
-
 /// Limits of the RTMP listener.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RtmpConfig {
@@ -494,15 +476,33 @@ pub struct RtmpConfig {
     pub max_connections: usize,
 }
 
-impl RtmpConfig {
-    pub fn limits(&self) -> crate::rtmp::RtmpLimits {
-        crate::rtmp::RtmpLimits {
-            handshake_timeout: self.handshake_timeout,
-            idle_timeout: self.idle_timeout,
-            max_message_size: self.max_message_size,
-            max_connections: self.max_connections,
+/// `PROXY_WEBRTC_CANDIDATE`: an IP clients can reach (not a wildcard, not multicast) or a
+/// host name, without a port.
+pub fn parse_candidate_host(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if let Ok(ip) = value.trim_matches(['[', ']']).parse::<IpAddr>() {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!(
+                "{ip} is not an address clients can send media to; give the proxy's public IP or host name"
+            ));
         }
+        return Ok(ip.to_string());
     }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if value.len() <= 253 && value.split('.').all(valid_label) {
+        return Ok(value.to_ascii_lowercase());
+    }
+    Err(format!(
+        "expected an IP address or a host name without port, got {value:?}"
+    ))
 }
 
 /// A listen address given as a port (`1935`, all interfaces), `:1935` (Go style) or a full
@@ -536,6 +536,24 @@ impl fmt::Display for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidate_hosts() {
+        assert_eq!(parse_candidate_host("203.0.113.9").unwrap(), "203.0.113.9");
+        assert_eq!(
+            parse_candidate_host("[2001:db8::1]").unwrap(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            parse_candidate_host("Media.Example.com").unwrap(),
+            "media.example.com"
+        );
+        assert!(parse_candidate_host("0.0.0.0").is_err());
+        assert!(parse_candidate_host("::").is_err());
+        assert!(parse_candidate_host("1.2.3.4:8000").is_err());
+        assert!(parse_candidate_host("bad_host").is_err());
+        assert!(parse_candidate_host("").is_err());
+    }
 
     #[test]
     fn listen_addr_forms() {
@@ -589,7 +607,10 @@ mod tests {
         assert_eq!(config.webrtc.origin_timeout, webrtc.origin_timeout);
         assert_eq!(config.webrtc.max_sessions, webrtc.max_sessions);
         assert_eq!(config.webrtc.session_queue, webrtc.session_queue);
-        let (rtmp, defaults) = (config.rtmp.limits(), crate::rtmp::RtmpLimits::default());
+        let (rtmp, defaults) = (
+            crate::rtmp::RtmpLimits::from_config(&config.rtmp),
+            crate::rtmp::RtmpLimits::default(),
+        );
         assert_eq!(
             (rtmp.handshake_timeout, rtmp.idle_timeout),
             (defaults.handshake_timeout, defaults.idle_timeout)

@@ -1,15 +1,22 @@
 //! OriginStack proxy: accepts every client protocol, finds the origin that owns the stream
 //! and relays the bytes.
 //!
-//! Protocol modules get a [`Proxy`] (shared state) and serve one listener each:
-//! `mod rtmp;` with `pub async fn serve(listener, proxy: Proxy)`, spawned from [`run`]. They
-//! take a [`origins::StreamLease`] per session from `proxy.origins` (see [`origins`]) and
-//! spawn sessions with `proxy.lifecycle.spawn_session` so shutdown waits for them.
+//! Layers, bottom up; a module imports only from the layers below it:
+//!
+//! 1. ground: [`config`] (plain settings), [`lifecycle`], [`telemetry`], [`udp`];
+//! 2. [`origins`]: the registry and stream ownership (memory or Redis), depending on nothing of
+//!    the proxy; [`httpd`]: the HTTP plumbing every HTTP listener shares;
+//! 3. [`discovery`] (origins from EndpointSlices) and [`api`] (the system API);
+//! 4. the protocol front ends: [`rtmp`], [`http`], [`srt`], [`webrtc`], each serving one
+//!    listener with its own state, taking a [`origins::StreamLease`] per session;
+//! 5. [`metrics`] registers every layer's own metrics in one registry, and this file wires it
+//!    all together ([`Proxy`], [`run`]).
 
 pub mod api;
 pub mod config;
 pub mod discovery;
 pub mod http;
+pub mod httpd;
 pub mod lifecycle;
 pub mod metrics;
 pub mod origins;
@@ -25,11 +32,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Config,
+    config::{Config, DefaultBackendConfig, LoadBalancerType},
     discovery::Discovery,
     lifecycle::Lifecycle,
     metrics::Metrics,
-    origins::{Origins, Timing},
+    origins::{
+        HeartbeatError, LoadBalancer, MemoryBalancer, Origin, Origins, RedisBalancer,
+        RedisSettings, RedisSetupError, Timing, parse_heartbeat,
+    },
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -54,11 +64,11 @@ impl Proxy {
         if let Some(lease) = config.stream_lease {
             timing.stream_lease = lease;
         }
-        let backend = origins::backend_from_config(&config, timing)
+        let backend = backend_from_config(&config, timing)
             .context("cannot set up the load balancer backend")?;
-        let discovery = Discovery::new(&config.discovery)?;
         let metrics = Arc::new(Metrics::new());
-        let origins = Origins::new(backend, timing, metrics.clone());
+        let discovery = Discovery::new(&config.discovery, metrics.discovery.clone())?;
+        let origins = Origins::new(backend, timing, metrics.origins.clone());
         Ok(Self {
             config: Arc::new(config),
             origins,
@@ -69,6 +79,41 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// The system API's share of the proxy.
+    pub fn system_api(&self) -> api::SystemApi {
+        api::SystemApi {
+            config: self.config.clone(),
+            origins: self.origins.clone(),
+            discovery: self.discovery.clone(),
+            lifecycle: self.lifecycle.clone(),
+            registrations: self.metrics.registrations.clone(),
+            registry: self.metrics.registry.clone(),
+        }
+    }
+
+    /// HTTP streaming's share of the proxy.
+    pub fn streaming(&self) -> http::Streaming {
+        http::Streaming {
+            config: self.config.clone(),
+            origins: self.origins.clone(),
+            lifecycle: self.lifecycle.clone(),
+            requests: self.metrics.http.clone(),
+        }
+    }
+
+    /// WebRTC's share of the proxy.
+    pub fn webrtc(&self) -> webrtc::WebRtc {
+        webrtc::WebRtc {
+            config: self.config.clone(),
+            origins: self.origins.clone(),
+            lifecycle: self.lifecycle.clone(),
+            offers: self.metrics.webrtc_offers.clone(),
+            stats: self.metrics.webrtc.clone(),
+        }
+    }
+}
+
 /// Runs the proxy until SIGTERM/SIGINT, then drains as configured.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let lifecycle = Lifecycle::new(config.grace_quit_timeout, config.force_quit_timeout);
@@ -76,7 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(backend = ?proxy.config.load_balancer_type, origin_ttl = ?proxy.config.origin_ttl, "load balancer ready");
 
     if proxy.config.default_backend.enabled {
-        let origin = origins::default_backend_origin(&proxy.config.default_backend)
+        let origin = default_backend_origin(&proxy.config.default_backend)
             .context("PROXY_DEFAULT_BACKEND_* does not describe a usable origin")?;
         tracing::info!(ip = %origin.ip, rtmp = ?origin.endpoints.rtmp, "default backend enabled");
         proxy.origins.keep_registered(origin);
@@ -89,15 +134,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let system_listener = bind(proxy.config.system_api, "the system API").await?;
-    api::warn_if_open(&proxy);
-    let system = tokio::spawn(api::serve(system_listener, proxy.clone()));
+    api::warn_if_open(&proxy.config);
+    let system = tokio::spawn(api::serve(system_listener, proxy.system_api()));
 
     let rtmp_listener = bind(proxy.config.rtmp_server, "RTMP").await?;
     let resolver: Arc<dyn rtmp::OriginResolver> = proxy.origins.clone();
     tokio::spawn(rtmp::serve(
         rtmp_listener,
         resolver,
-        proxy.config.rtmp.limits(),
+        rtmp::RtmpLimits::from_config(&proxy.config.rtmp),
         lifecycle.clone(),
     ));
 
@@ -125,10 +170,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %webrtc_socket.local_addr()?, candidate = ?proxy.config.webrtc.candidate, "WebRTC media listening");
-    tokio::spawn(webrtc::serve(api_listener, webrtc_socket, proxy.clone()));
+    tokio::spawn(webrtc::serve(api_listener, webrtc_socket, proxy.webrtc()));
 
     let http_listener = bind(proxy.config.http_server, "HTTP streaming").await?;
-    tokio::spawn(http::serve(http_listener, proxy.clone()));
+    tokio::spawn(http::serve(http_listener, proxy.streaming()));
 
     lifecycle.wait_for_signal().await;
     lifecycle.drain().await;
@@ -143,4 +188,42 @@ async fn bind(addr: config::ListenAddr, what: &str) -> anyhow::Result<TcpListene
         .with_context(|| format!("cannot listen for {what} on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "{what} listening");
     Ok(listener)
+}
+
+/// The backend the configuration asks for.
+fn backend_from_config(
+    config: &Config,
+    timing: Timing,
+) -> Result<Arc<dyn LoadBalancer>, RedisSetupError> {
+    Ok(match config.load_balancer_type {
+        LoadBalancerType::Memory => Arc::new(MemoryBalancer::new(timing)),
+        LoadBalancerType::Redis => Arc::new(RedisBalancer::new(
+            &RedisSettings {
+                url: config.redis.connection_url(),
+                cluster: config.redis.cluster,
+                key_prefix: config.redis.key_prefix.clone(),
+                timeout: config.redis.timeout,
+                ca_file: config.redis.ca_file.clone(),
+            },
+            timing,
+        )?),
+    })
+}
+
+/// The fixed origin of `PROXY_DEFAULT_BACKEND_*`, validated like a heartbeat. Its identity is
+/// stable (`default-backend`, service `default`, pid `0`) so every replica registers the same one.
+fn default_backend_origin(config: &DefaultBackendConfig) -> Result<Origin, HeartbeatError> {
+    let list = |value: &Option<String>| value.iter().cloned().collect::<Vec<_>>();
+    let heartbeat = serde_json::json!({
+        "ip": config.ip,
+        "server": "default-backend",
+        "service": "default",
+        "pid": "0",
+        "rtmp": [config.rtmp],
+        "http": list(&config.http),
+        "api": list(&config.api),
+        "rtc": list(&config.rtc),
+        "srt": list(&config.srt),
+    });
+    parse_heartbeat(heartbeat.to_string().as_bytes())
 }

@@ -9,10 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use originstack_proxy::{
-    metrics::Metrics,
-    origins::{ClaimKind, Origins, StreamKey},
-};
+use originstack_proxy::origins::{ClaimKind, Origins, OriginsMetrics, StreamKey};
 use support::{MakeBackend, memory_backend, origin, redis_backend, timing};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +31,11 @@ fn key(name: &str) -> StreamKey {
 async fn sessions_land_on_a_live_origin_within_ttl(make: MakeBackend) {
     const TTL: Duration = Duration::from_millis(1_000);
     let backend = make(timing(TTL.as_millis() as u64, 10_000));
-    let origins = Origins::new(backend.lb.clone(), backend.timing, Arc::new(Metrics::new()));
+    let origins = Origins::new(
+        backend.lb.clone(),
+        backend.timing,
+        OriginsMetrics::default(),
+    );
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
     heartbeat(&origins, "a", stop_a.clone());
     heartbeat(&origins, "b", stop_b.clone());
@@ -91,7 +92,11 @@ async fn sessions_land_on_a_live_origin_within_ttl(make: MakeBackend) {
 async fn lease_released_a_grace_period_after_the_last_session(make: MakeBackend) {
     const LEASE: Duration = Duration::from_millis(800);
     let backend = make(timing(10_000, LEASE.as_millis() as u64));
-    let origins = Origins::new(backend.lb.clone(), backend.timing, Arc::new(Metrics::new()));
+    let origins = Origins::new(
+        backend.lb.clone(),
+        backend.timing,
+        OriginsMetrics::default(),
+    );
     origins.register(&origin("a", 1, 0.0)).await.unwrap();
 
     let first = origins.lease(&key("held")).await.unwrap();

@@ -3,16 +3,10 @@
 
 mod support;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use originstack_e2e::redis::RedisServer;
-use originstack_proxy::{
-    metrics::Metrics,
-    origins::{Origins, PickError, StreamKey},
-};
+use originstack_proxy::origins::{Origins, OriginsMetrics, PickError, StreamKey};
 use support::{origin, redis_balancer, timing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +16,7 @@ async fn picks_fail_clearly_during_an_outage_and_recover() {
     let origins = Origins::new(
         redis_balancer(&redis, timing),
         timing,
-        Arc::new(Metrics::new()),
+        OriginsMetrics::default(),
     );
     // The origin heartbeats throughout, as SRS does; failures during the outage are expected.
     let heartbeats = {

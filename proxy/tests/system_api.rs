@@ -32,7 +32,7 @@ async fn start(args: &[&str]) -> (SocketAddr, Proxy) {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(api::serve(listener, proxy.clone()));
+    tokio::spawn(api::serve(listener, proxy.system_api()));
     (addr, proxy)
 }
 

@@ -10,8 +10,8 @@ use axum::{
     response::Response,
 };
 
-use super::error;
-use crate::Proxy;
+use super::SystemApi;
+use crate::httpd::json_error;
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -26,7 +26,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Middleware in front of every admin listing: passes the request on only with the read token
 /// (PROXY_API_TOKEN, else PROXY_REGISTER_TOKEN); without any token configured, everything passes.
 pub(super) async fn require_reader(
-    State(proxy): State<Proxy>,
+    State(proxy): State<SystemApi>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -41,7 +41,7 @@ pub(super) async fn require_reader(
     } else {
         "PROXY_REGISTER_TOKEN"
     };
-    let mut refused = error(
+    let mut refused = json_error(
         StatusCode::UNAUTHORIZED,
         format!("this endpoint needs the read token: `Authorization: Bearer <{what}>`"),
     );
@@ -52,8 +52,8 @@ pub(super) async fn require_reader(
 }
 
 /// Says once, at start, when the listings are open to anyone who reaches the system API.
-pub fn warn_if_open(proxy: &Proxy) {
-    if proxy.config.read_token().is_none() {
+pub fn warn_if_open(config: &crate::config::Config) {
+    if config.read_token().is_none() {
         tracing::warn!(
             "the system API's /api/v1/origins and /api/v1/streams answer anyone who can reach it \
              (stream names included): set PROXY_API_TOKEN or PROXY_REGISTER_TOKEN to require a token"

@@ -6,7 +6,10 @@
 mod access;
 mod register;
 
+use std::sync::Arc;
+
 pub use access::warn_if_open;
+pub use register::{RegistrationMetrics, RegistrationResult};
 
 use axum::{
     Json, Router,
@@ -16,12 +19,34 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::{Proxy, http::server};
+use crate::{
+    config::Config,
+    discovery::Discovery,
+    httpd::{self, server},
+    lifecycle::Lifecycle,
+    origins::Origins,
+};
 
-pub fn router(proxy: Proxy) -> Router {
+/// The proxy's version, as `/api/v1/versions` reports it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the system API works with.
+#[derive(Clone)]
+pub struct SystemApi {
+    pub config: Arc<Config>,
+    pub origins: Arc<Origins>,
+    pub discovery: Arc<Discovery>,
+    pub lifecycle: Lifecycle,
+    pub registrations: RegistrationMetrics,
+    /// Every metric of the proxy, encoded on `/metrics`.
+    pub registry: Arc<Registry>,
+}
+
+pub fn router(proxy: SystemApi) -> Router {
     let limiter = register::RateLimit::new(proxy.config.register_rate_limit);
     // Everything that reveals origins or streams goes in here, behind the read token.
     let listings = Router::new()
@@ -52,8 +77,8 @@ pub fn router(proxy: Proxy) -> Router {
 
 /// Serves the system API until sessions are terminated; it stays up while draining so probes
 /// and metrics keep answering.
-pub async fn serve(listener: TcpListener, proxy: Proxy) {
-    let limits = proxy.config.http.system_limits();
+pub async fn serve(listener: TcpListener, proxy: SystemApi) {
+    let limits = server::HttpLimits::system(&proxy.config.http);
     let lifecycle = proxy.lifecycle.clone();
     server::serve_router(
         listener,
@@ -66,20 +91,9 @@ pub async fn serve(listener: TcpListener, proxy: Proxy) {
     .await;
 }
 
-/// A JSON error answer: `{"code": <status>, "message": ...}`.
-pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"code": status.as_u16(), "message": message.to_string()})),
-    )
-        .into_response()
-}
-
 /// Same shape as SRS's `/api/v1/versions`, so existing tooling reads it.
 async fn versions() -> Json<serde_json::Value> {
-    let mut parts = crate::VERSION
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor, revision) = (
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
@@ -92,27 +106,27 @@ async fn versions() -> Json<serde_json::Value> {
             "major": major,
             "minor": minor,
             "revision": revision,
-            "version": crate::VERSION,
-            "signature": format!("OriginStack/{}", crate::VERSION),
+            "version": VERSION,
+            "signature": format!("OriginStack/{}", VERSION),
         }
     }))
 }
 
-async fn origins(State(proxy): State<Proxy>) -> Response {
+async fn origins(State(proxy): State<SystemApi>) -> Response {
     match proxy.origins.origins().await {
         Ok(list) => Json(json!({"code": 0, "data": list})).into_response(),
-        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err),
+        Err(err) => httpd::json_error(StatusCode::SERVICE_UNAVAILABLE, err),
     }
 }
 
-async fn streams(State(proxy): State<Proxy>) -> Response {
+async fn streams(State(proxy): State<SystemApi>) -> Response {
     match proxy.origins.streams().await {
         Ok(list) => Json(json!({"code": 0, "data": list})).into_response(),
-        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err),
+        Err(err) => httpd::json_error(StatusCode::SERVICE_UNAVAILABLE, err),
     }
 }
 
-async fn metrics(State(proxy): State<Proxy>) -> Response {
+async fn metrics(State(proxy): State<SystemApi>) -> Response {
     // Registry gauges are read from the backend at scrape time, so every replica reports the
     // shared view; a failure only marks the backend down in the output.
     let _ = proxy.origins.origins().await;
@@ -121,16 +135,24 @@ async fn metrics(State(proxy): State<Proxy>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        proxy.metrics.encode(),
+        encode(&proxy.registry),
     )
         .into_response()
+}
+
+/// The Prometheus text exposition of `registry`.
+fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
 }
 
 async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(proxy): State<Proxy>) -> Response {
+async fn readyz(State(proxy): State<SystemApi>) -> Response {
     if proxy.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
@@ -144,5 +166,5 @@ async fn readyz(State(proxy): State<Proxy>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint")
+    httpd::json_error(StatusCode::NOT_FOUND, "no such endpoint")
 }

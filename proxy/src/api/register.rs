@@ -14,15 +14,69 @@ use axum::{
 };
 use serde_json::json;
 
-use super::error;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue},
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::SystemApi;
 use crate::{
-    Proxy,
     config::Secret,
     discovery::Refusal,
-    http::server::Connection,
-    metrics::RegistrationResult,
+    httpd::{json_error as error, server::Connection},
     origins::{BackendError, Registered, parse_heartbeat},
 };
+
+/// How a registration ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values as Prometheus users spell them
+pub enum RegistrationResult {
+    new,
+    refreshed,
+    restarted,
+    bad_request,
+    unauthorized,
+    rate_limited,
+    too_large,
+    backend_error,
+    /// Discovery is on and has not listed the origin Service yet.
+    discovery_not_synced,
+    /// PROXY_REGISTER_REQUIRE_DISCOVERED: not from an endpoint of the origin Service.
+    not_discovered,
+    /// The server id of a discovered origin, announced from another address.
+    name_taken,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistrationLabels {
+    result: RegistrationResult,
+}
+
+/// Heartbeats received, by result. The `Default` set records for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct RegistrationMetrics {
+    registrations: Family<RegistrationLabels, Counter>,
+}
+
+impl RegistrationMetrics {
+    /// A set registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "registrations",
+            "Origin heartbeats received, by result",
+            metrics.registrations.clone(),
+        );
+        metrics
+    }
+
+    fn record_registration(&self, result: RegistrationResult) {
+        self.registrations
+            .get_or_create(&RegistrationLabels { result })
+            .inc();
+    }
+}
 
 /// Registrations per second allowed from one client address. A flood from one address is
 /// answered 429 without touching the backend, while origins at other addresses keep
@@ -67,7 +121,7 @@ impl RateLimit {
 
 /// `POST /api/v1/srs/register/<token>`: the form a stock SRS heartbeat URL keeps.
 pub(super) async fn register_with_path_token(
-    State(proxy): State<Proxy>,
+    State(proxy): State<SystemApi>,
     Extension(limit): Extension<RateLimit>,
     ConnectInfo(peer): ConnectInfo<Connection>,
     Path(token): Path<String>,
@@ -81,7 +135,7 @@ pub(super) async fn register_with_path_token(
 
 /// `POST /api/v1/srs/register`: the token, if any, in `Authorization` or `?token=`.
 pub(super) async fn register_without_path_token(
-    State(proxy): State<Proxy>,
+    State(proxy): State<SystemApi>,
     Extension(limit): Extension<RateLimit>,
     ConnectInfo(peer): ConnectInfo<Connection>,
     query: TokenQuery,
@@ -119,13 +173,13 @@ impl Presented {
 }
 
 async fn register(
-    proxy: Proxy,
+    proxy: SystemApi,
     limit: RateLimit,
     peer: Connection,
     presented: Presented,
     body: Body,
 ) -> Response {
-    let metrics = proxy.metrics.clone();
+    let metrics = proxy.registrations.clone();
     let client = peer.client;
     if !limit.allows(client.ip()) {
         metrics.record_registration(RegistrationResult::rate_limited);

@@ -45,6 +45,7 @@
 //!   heartbeat is refused (503; SRS retries), so none registers twice meanwhile.
 
 pub mod admission;
+mod metrics;
 pub mod slices;
 mod watch;
 
@@ -54,6 +55,7 @@ use std::{
 };
 
 pub use admission::{Admitted, Refusal, View};
+pub use metrics::DiscoveryMetrics;
 pub use slices::{Discovered, DiscoveredOrigin, SliceProblem, origins_from_slices};
 pub use watch::{StartError, start};
 
@@ -63,6 +65,7 @@ use crate::{config::DiscoveryConfig, origins::Origin};
 /// task writes it; the register API and `/readyz` read it.
 pub struct Discovery {
     target: Option<Target>,
+    metrics: DiscoveryMetrics,
     require_discovered: bool,
     view: RwLock<Arc<View>>,
 }
@@ -103,7 +106,10 @@ pub struct NotSynced {
 }
 
 impl Discovery {
-    pub fn new(config: &DiscoveryConfig) -> Result<Arc<Self>, DiscoveryConfigError> {
+    pub fn new(
+        config: &DiscoveryConfig,
+        metrics: DiscoveryMetrics,
+    ) -> Result<Arc<Self>, DiscoveryConfigError> {
         let target = if config.enabled {
             let service = config
                 .origin_service
@@ -140,6 +146,7 @@ impl Discovery {
             });
         Ok(Arc::new(Self {
             target,
+            metrics,
             require_discovered: config.require_discovered,
             view: RwLock::new(Arc::new(View {
                 service,
@@ -222,7 +229,7 @@ mod tests {
 
     #[test]
     fn settings_are_checked_at_start() {
-        let err = |c: DiscoveryConfig| Discovery::new(&c).err();
+        let err = |c: DiscoveryConfig| Discovery::new(&c, DiscoveryMetrics::default()).err();
         assert_eq!(
             err(config(true, None, false)),
             Some(DiscoveryConfigError::NoService)
@@ -241,14 +248,18 @@ mod tests {
             err(bad_namespace),
             Some(DiscoveryConfigError::BadNamespace("Live".into()))
         );
-        assert!(Discovery::new(&config(false, None, false)).is_ok());
+        assert!(Discovery::new(&config(false, None, false), DiscoveryMetrics::default()).is_ok());
     }
 
     #[test]
     fn not_ready_until_listed() {
-        let off = Discovery::new(&config(false, None, false)).unwrap();
+        let off = Discovery::new(&config(false, None, false), DiscoveryMetrics::default()).unwrap();
         assert!(off.check_ready().is_ok());
-        let on = Discovery::new(&config(true, Some("live-origin"), false)).unwrap();
+        let on = Discovery::new(
+            &config(true, Some("live-origin"), false),
+            DiscoveryMetrics::default(),
+        )
+        .unwrap();
         assert_eq!(
             on.check_ready().unwrap_err().to_string(),
             "origin discovery has not listed the EndpointSlices of Service live-origin yet"

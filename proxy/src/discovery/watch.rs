@@ -95,7 +95,7 @@ impl Watch {
         )
         .backoff(WatchBackoff::default());
         let mut events = std::pin::pin!(events);
-        let metrics = self.applier.origins.metrics().clone();
+        let metrics = self.applier.discovery.metrics.clone();
         let mut ticker = tokio::time::interval(self.applier.refresh_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut synced = false;
@@ -111,13 +111,13 @@ impl Watch {
                     };
                     let changed = match event {
                         Ok(Event::Init) => {
-                            metrics.discovery_listed();
+                            metrics.listed();
                             false
                         }
                         Ok(Event::InitApply(_)) => false,
                         Ok(Event::InitDone | Event::Apply(_) | Event::Delete(_)) => true,
                         Err(err) => {
-                            metrics.discovery_watch_error();
+                            metrics.watch_error();
                             if !failing {
                                 tracing::warn!(service = %self.service, error = %err, "EndpointSlice watch failed; retrying, routing on the last view meanwhile");
                             } else {
@@ -155,8 +155,8 @@ impl Watch {
         log_new_problems(&self.service, &found_problems, problems);
         let draining = discovered.iter().filter(|(_, o)| o.draining).count();
         self.applier
-            .origins
-            .metrics()
+            .discovery
+            .metrics
             .set_discovered(discovered.len() - draining, draining);
         self.applier.discovery.publish(View {
             synced: true,

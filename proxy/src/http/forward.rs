@@ -7,7 +7,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Body, BoxError, json_error, live, playlist};
 use crate::{
-    Proxy,
-    origins::{PickError, Protocol, StreamKey, StreamLease},
+    httpd::message::{forwarded_headers, strip_hop_by_hop},
+    origins::{Origins, PickError, Protocol, StreamKey, StreamLease},
 };
 
 /// Kind under which playback sessions are stored through the load balancer.
@@ -64,7 +64,7 @@ impl Forwarder {
     /// HTTP-FLV / HTTP-TS: the body streams for as long as the player reads it, holding the lease.
     pub(super) async fn live(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         req: Request<Incoming>,
         key: StreamKey,
         client: SocketAddr,
@@ -76,7 +76,7 @@ impl Forwarder {
             head: RESPONSE_HEAD_TIMEOUT,
         };
         let fetched = self
-            .fetch_from_owner(proxy, &key, client, |origin| {
+            .fetch_from_owner(origins, &key, client, |origin| {
                 let headers = &headers;
                 let method = req.method();
                 async move {
@@ -104,7 +104,7 @@ impl Forwarder {
     /// HLS playlist: fetched from the owner (or the session's origin), URIs rewritten.
     pub(super) async fn playlist(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         req: Request<Incoming>,
         key: StreamKey,
         session: Option<String>,
@@ -112,14 +112,14 @@ impl Forwarder {
     ) -> Response<Body> {
         // A variant playlist of an existing session comes from that session's origin.
         if let Some(id) = session
-            && let Some(known) = self.load_session(proxy, &id).await
+            && let Some(known) = self.load_session(origins, &id).await
         {
             return self
-                .fetch_playlist(proxy, &req, known.origin, &known.stream, &id, client)
+                .fetch_playlist(origins, &req, known.origin, &known.stream, &id, client)
                 .await;
         }
         let fetched = self
-            .fetch_from_owner(proxy, &key, client, |origin| {
+            .fetch_from_owner(origins, &key, client, |origin| {
                 self.fetch(origin, &req, client)
             })
             .await;
@@ -128,8 +128,16 @@ impl Forwarder {
             Err(answer) => return answer,
         };
         let id = session_id(&key, &lease.origin().server, &lease.origin().incarnation());
-        self.rewrite_playlist(proxy, &req, response, origin, &key.to_string(), &id, client)
-            .await
+        self.rewrite_playlist(
+            origins,
+            &req,
+            response,
+            origin,
+            &key.to_string(),
+            &id,
+            client,
+        )
+        .await
     }
 
     /// Picks the owner of `key` and sends it the request. An owner that refuses the connection
@@ -137,7 +145,7 @@ impl Forwarder {
     /// to an origin that died before its heartbeats stopped counting.
     async fn fetch_from_owner<T, F, Fut>(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         key: &StreamKey,
         client: SocketAddr,
         fetch: F,
@@ -149,8 +157,7 @@ impl Forwarder {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let lease = proxy
-                .origins
+            let lease = origins
                 .lease(key)
                 .await
                 .map_err(|err| pick_failed(key, client, &err))?;
@@ -161,7 +168,7 @@ impl Forwarder {
                 Ok(response) => return Ok((lease, origin, response)),
                 Err(err) if attempts < 2 && err.is_refused() => {
                     tracing::warn!(stream = %key, client = %client, origin = %origin, error = %err, "origin refused, picking again");
-                    proxy.origins.origin_refused(&lease.origin().server).await;
+                    origins.origin_refused(&lease.origin().server).await;
                 }
                 Err(err) => return Err(origin_unreachable(&key.to_string(), origin, client, &err)),
             }
@@ -171,12 +178,12 @@ impl Forwarder {
     /// A segment, init section or key of a playback session.
     pub(super) async fn session_file(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         req: Request<Incoming>,
         id: &str,
         client: SocketAddr,
     ) -> Response<Body> {
-        let Some(session) = self.load_session(proxy, id).await else {
+        let Some(session) = self.load_session(origins, id).await else {
             return json_error(
                 StatusCode::NOT_FOUND,
                 "unknown or expired playback session; reload the playlist",
@@ -190,7 +197,7 @@ impl Forwarder {
 
     async fn fetch_playlist(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         req: &Request<Incoming>,
         origin: SocketAddr,
         stream: &str,
@@ -199,7 +206,7 @@ impl Forwarder {
     ) -> Response<Body> {
         match self.fetch(origin, req, client).await {
             Ok(response) => {
-                self.rewrite_playlist(proxy, req, response, origin, stream, id, client)
+                self.rewrite_playlist(origins, req, response, origin, stream, id, client)
                     .await
             }
             Err(err) => origin_unreachable(stream, origin, client, &err),
@@ -211,7 +218,7 @@ impl Forwarder {
     #[allow(clippy::too_many_arguments)] // one request's context, passed once
     async fn rewrite_playlist(
         &self,
-        proxy: &Proxy,
+        origins: &Origins,
         req: &Request<Incoming>,
         response: Response<Incoming>,
         origin: SocketAddr,
@@ -248,8 +255,7 @@ impl Forwarder {
             stream: stream.to_owned(),
         };
         let value = serde_json::to_string(&record).expect("a playback session serialises");
-        if let Err(err) = proxy
-            .origins
+        if let Err(err) = origins
             .put_session(SESSION_KIND, id, &value, SESSION_TTL)
             .await
         {
@@ -273,8 +279,8 @@ impl Forwarder {
         out
     }
 
-    async fn load_session(&self, proxy: &Proxy, id: &str) -> Option<PlaybackSession> {
-        match proxy.origins.get_session(SESSION_KIND, id).await {
+    async fn load_session(&self, origins: &Origins, id: &str) -> Option<PlaybackSession> {
+        match origins.get_session(SESSION_KIND, id).await {
             Ok(Some(value)) => serde_json::from_str(&value).ok(),
             Ok(None) => None,
             Err(err) => {
@@ -352,64 +358,6 @@ fn session_id(key: &StreamKey, server: &str, incarnation: &str) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// The client's headers minus hop-by-hop ones, plus who the client is.
-pub(crate) fn forwarded_headers(incoming: &HeaderMap, client: SocketAddr) -> HeaderMap {
-    let mut headers = incoming.clone();
-    strip_hop_by_hop(&mut headers);
-    let ip = client.ip();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip.to_string(),
-    };
-    let node = if ip.is_ipv6() {
-        format!("\"[{ip}]\"")
-    } else {
-        ip.to_string()
-    };
-    let mut forwarded = format!("for={node};proto=http");
-    if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok())
-        && host.bytes().all(|b| b.is_ascii_graphic())
-    {
-        forwarded.push_str(&format!(";host=\"{host}\""));
-    }
-    for (name, value) in [
-        ("x-forwarded-for", xff),
-        ("x-real-ip", ip.to_string()),
-        ("forwarded", forwarded),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
-    headers
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-}
-
 fn pick_failed(key: &StreamKey, client: SocketAddr, err: &PickError) -> Response<Body> {
     tracing::warn!(stream = %key, client = %client, error = %err, "no origin for HTTP request");
     json_error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
@@ -441,30 +389,6 @@ fn origin_unreachable(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarding_headers_name_the_client_and_drop_hop_by_hop() {
-        let mut incoming = HeaderMap::new();
-        incoming.insert(header::HOST, HeaderValue::from_static("live.example:8080"));
-        incoming.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
-        incoming.insert("x-secret", HeaderValue::from_static("1"));
-        incoming.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        incoming.insert(header::USER_AGENT, HeaderValue::from_static("ffmpeg"));
-        let out = forwarded_headers(&incoming, "10.9.8.7:5555".parse().unwrap());
-        assert_eq!(out["x-forwarded-for"], "1.2.3.4, 10.9.8.7");
-        assert_eq!(
-            out["forwarded"],
-            "for=10.9.8.7;proto=http;host=\"live.example:8080\""
-        );
-        assert_eq!(out[header::USER_AGENT], "ffmpeg");
-        assert!(out.get(header::CONNECTION).is_none());
-        assert!(out.get("x-secret").is_none());
-        let v6 = forwarded_headers(&HeaderMap::new(), "[::1]:1".parse().unwrap());
-        assert_eq!(v6["forwarded"], "for=\"[::1]\";proto=http");
-    }
 
     #[test]
     fn session_ids_follow_the_owner() {

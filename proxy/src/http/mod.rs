@@ -15,7 +15,6 @@ pub(crate) mod forward;
 mod live;
 pub mod playlist;
 pub mod request;
-pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -27,7 +26,13 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::Proxy;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use crate::{config::Config, httpd::server, lifecycle::Lifecycle, origins::Origins};
 use forward::Forwarder;
 use request::{RequestKind, classify};
 
@@ -37,28 +42,67 @@ pub use request::RequestError;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What HTTP streaming works with.
+#[derive(Clone)]
+pub struct Streaming {
+    pub config: Arc<Config>,
+    pub origins: Arc<Origins>,
+    pub lifecycle: Lifecycle,
+    pub requests: HttpMetrics,
+}
+
+/// HTTP streaming requests by kind. The `Default` set records for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    requests: Family<HttpLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    kind: &'static str,
+}
+
+impl HttpMetrics {
+    /// A set registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "http_requests",
+            "HTTP streaming requests, by kind (live, playlist, segment, other)",
+            metrics.requests.clone(),
+        );
+        metrics
+    }
+
+    fn request(&self, kind: &'static str) {
+        self.requests.get_or_create(&HttpLabels { kind }).inc();
+    }
+}
+
 /// Everything a request handler needs.
 struct HttpState {
-    proxy: Proxy,
+    streaming: Streaming,
     forwarder: Forwarder,
     static_files: Option<ServeDir>,
 }
 
 /// Serves HTTP streaming until the proxy drains; connections already streaming finish on their
 /// own or when sessions are terminated.
-pub async fn serve(listener: TcpListener, proxy: Proxy) {
-    let static_files = proxy.config.static_files.as_ref().map(ServeDir::new);
+pub async fn serve(listener: TcpListener, streaming: Streaming) {
+    let static_files = streaming.config.static_files.as_ref().map(ServeDir::new);
+    let limits = server::HttpLimits::streaming(&streaming.config.http);
+    let lifecycle = streaming.lifecycle.clone();
     let state = Arc::new(HttpState {
         forwarder: Forwarder::new(),
         static_files,
-        proxy: proxy.clone(),
+        streaming,
     });
     server::serve(
         listener,
         "HTTP streaming",
-        proxy.config.http.streaming_limits(),
+        limits,
         server::Role::Sessions,
-        proxy.lifecycle.clone(),
+        lifecycle,
         move |req, peer: server::Connection| {
             let state = state.clone();
             async move { handle(&state, req, peer.client).await }
@@ -94,19 +138,24 @@ async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) ->
             return json_error(StatusCode::BAD_REQUEST, &err.to_string());
         }
     };
-    state.proxy.metrics.http_request(kind.label());
+    state.streaming.requests.request(kind.label());
     match kind {
-        RequestKind::Live { key } => state.forwarder.live(&state.proxy, req, key, client).await,
+        RequestKind::Live { key } => {
+            state
+                .forwarder
+                .live(&state.streaming.origins, req, key, client)
+                .await
+        }
         RequestKind::Playlist { key, session } => {
             state
                 .forwarder
-                .playlist(&state.proxy, req, key, session, client)
+                .playlist(&state.streaming.origins, req, key, session, client)
                 .await
         }
         RequestKind::SessionFile { session } => {
             state
                 .forwarder
-                .session_file(&state.proxy, req, &session, client)
+                .session_file(&state.streaming.origins, req, &session, client)
                 .await
         }
         RequestKind::Other => static_file(state, req).await,

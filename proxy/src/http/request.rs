@@ -1,9 +1,12 @@
 //! What an HTTP streaming request asks for (pure: request head in, [`RequestKind`] out).
 
-use http::{Request, header};
+use http::Request;
 
 use super::playlist::SESSION_PARAM;
-use crate::origins::{StreamKey, StreamKeyError, vhost_of_host};
+use crate::{
+    httpd::message::{host_without_port, query_param},
+    origins::{StreamKey, StreamKeyError, vhost_of_host},
+};
 
 /// Longest path + query accepted; real stream URLs with tokens are far shorter.
 pub const MAX_TARGET_LEN: usize = 4096;
@@ -108,27 +111,10 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// The decoded value of the first `name=` parameter in a query string.
-pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
-/// The Host header's host name or IP, without port or IPv6 brackets.
-pub(crate) fn host_without_port(headers: &http::HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let host = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(ip, _)| ip)
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
-    };
-    Some(host.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     fn get(target: &str, host: &str) -> Request<()> {
         Request::get(target)

@@ -16,8 +16,8 @@ use super::{
         BackendError, Claim, ClaimKind, LoadBalancer, OriginStatus, OwnerToken, PickError,
         Registered, StreamOwner, Timing,
     },
+    metrics::OriginsMetrics,
 };
-use crate::metrics::Metrics;
 
 /// Session ids come from clients (ICE ufrags) or from us (HLS ids); bound what is stored.
 const MAX_SESSION_ID_LEN: usize = 256;
@@ -30,7 +30,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Origins {
     backend: Arc<dyn LoadBalancer>,
     timing: Timing,
-    metrics: Arc<Metrics>,
+    metrics: OriginsMetrics,
     leases: Arc<LeaseTable>,
 }
 
@@ -132,7 +132,11 @@ pub enum NotReady {
 
 impl Origins {
     /// Starts the lease renewer (it stops when the returned `Origins` is dropped).
-    pub fn new(backend: Arc<dyn LoadBalancer>, timing: Timing, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        backend: Arc<dyn LoadBalancer>,
+        timing: Timing,
+        metrics: OriginsMetrics,
+    ) -> Arc<Self> {
         let (released, released_rx) = mpsc::unbounded_channel();
         let origins = Arc::new(Self {
             backend,
@@ -150,10 +154,6 @@ impl Origins {
 
     pub fn timing(&self) -> Timing {
         self.timing
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
     }
 
     /// Finds the origin that owns `stream`, claiming one when needed, and holds the ownership

@@ -36,11 +36,10 @@
 pub mod balancer;
 mod facade;
 mod memory;
+mod metrics;
 mod origin;
 mod redis_backend;
 mod stream_key;
-
-use std::sync::Arc;
 
 pub use balancer::{
     BackendError, Claim, ClaimKind, LoadBalancer, OriginStatus, OwnerToken, PickError, Registered,
@@ -48,48 +47,9 @@ pub use balancer::{
 };
 pub use facade::{NotReady, Origins, SessionError, StreamLease};
 pub use memory::MemoryBalancer;
+pub use metrics::{OriginsMetrics, PickResult};
 pub use origin::{Endpoints, HeartbeatError, Origin, Protocol, parse_endpoint, parse_heartbeat};
 pub use redis_backend::{RedisBalancer, RedisSettings, RedisSetupError};
 pub use stream_key::{
     DEFAULT_VHOST, KeyPart, MAX_PART_LEN, StreamKey, StreamKeyError, vhost_of_host,
 };
-
-use crate::config::{Config, DefaultBackendConfig, LoadBalancerType};
-
-/// The backend the configuration asks for.
-pub fn backend_from_config(
-    config: &Config,
-    timing: Timing,
-) -> Result<Arc<dyn LoadBalancer>, RedisSetupError> {
-    Ok(match config.load_balancer_type {
-        LoadBalancerType::Memory => Arc::new(MemoryBalancer::new(timing)),
-        LoadBalancerType::Redis => Arc::new(RedisBalancer::new(
-            &RedisSettings {
-                url: config.redis.connection_url(),
-                cluster: config.redis.cluster,
-                key_prefix: config.redis.key_prefix.clone(),
-                timeout: config.redis.timeout,
-                ca_file: config.redis.ca_file.clone(),
-            },
-            timing,
-        )?),
-    })
-}
-
-/// The fixed origin of `PROXY_DEFAULT_BACKEND_*`, validated like a heartbeat. Its identity is
-/// stable (`default-backend`, service `default`, pid `0`) so every replica registers the same one.
-pub fn default_backend_origin(config: &DefaultBackendConfig) -> Result<Origin, HeartbeatError> {
-    let list = |value: &Option<String>| value.iter().cloned().collect::<Vec<_>>();
-    let heartbeat = serde_json::json!({
-        "ip": config.ip,
-        "server": "default-backend",
-        "service": "default",
-        "pid": "0",
-        "rtmp": [config.rtmp],
-        "http": list(&config.http),
-        "api": list(&config.api),
-        "rtc": list(&config.rtc),
-        "srt": list(&config.srt),
-    });
-    parse_heartbeat(heartbeat.to_string().as_bytes())
-}

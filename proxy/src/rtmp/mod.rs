@@ -24,7 +24,7 @@ pub use self::{
     resolver::{Intent, OriginResolver, ResolveError, ResolvedOrigin},
     stream_key::RtmpStreamKey,
 };
-use crate::lifecycle::Lifecycle;
+use crate::{config::RtmpConfig, lifecycle::Lifecycle};
 
 /// Bounds on what one client may cost.
 #[derive(Debug, Clone)]
@@ -37,6 +37,18 @@ pub struct RtmpLimits {
     pub max_message_size: u32,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+}
+
+impl RtmpLimits {
+    /// The `PROXY_RTMP_*` settings.
+    pub fn from_config(config: &RtmpConfig) -> Self {
+        Self {
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            max_message_size: config.max_message_size,
+            max_connections: config.max_connections,
+        }
+    }
 }
 
 impl Default for RtmpLimits {

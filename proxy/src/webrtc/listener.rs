@@ -25,7 +25,7 @@ use super::{
     WebRtcStats,
     demux::{Kind, classify},
     directory::{Directory, SessionRecord},
-    session::{self, Datagram, SessionSetup, Shared},
+    session::{self, Datagram, MAX_DATAGRAM, SessionSetup, Shared},
     stun::Message,
 };
 use crate::{
@@ -35,8 +35,6 @@ use crate::{
     telemetry::LogLimiter,
 };
 
-/// Largest datagram read; WebRTC keeps packets under the path MTU, so this is generous.
-pub(super) const MAX_DATAGRAM: usize = 2048;
 /// Client addresses one session accepts at once (candidates of one client, or old and new
 /// address during a rebinding); the oldest is forgotten first.
 const MAX_CLIENT_ADDRS: usize = 4;
@@ -46,12 +44,6 @@ const MAX_LOOKUPS: usize = 256;
 /// into a stream of Redis reads), and at most this many are remembered.
 const UNKNOWN_FOR: Duration = Duration::from_secs(2);
 const MAX_UNKNOWN: usize = 4096;
-
-/// What tasks tell the listener.
-pub(super) enum Event {
-    Ended(u64),
-    Resolved(Box<Resolution>),
-}
 
 /// A session found in the load balancer, with the lease that holds its stream here.
 pub(super) struct Found {
@@ -85,6 +77,8 @@ impl Entry {
 
 struct Listener {
     shared: Arc<Shared>,
+    /// Where session lookups send what they found.
+    resolved: mpsc::UnboundedSender<Box<Resolution>>,
     lifecycle: Lifecycle,
     next_id: u64,
     sessions: HashMap<u64, Entry>,
@@ -105,17 +99,20 @@ pub async fn serve(
     lifecycle: Lifecycle,
 ) {
     let socket = Arc::new(socket);
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    // Sessions say when they end; lookups say what they found.
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let (resolved_tx, mut resolved) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         socket: socket.clone(),
         directory,
         limits,
         stats,
         terminate: lifecycle.terminate().clone(),
-        events: events_tx,
+        ended: ended_tx,
     });
     let mut listener = Listener {
         shared,
+        resolved: resolved_tx,
         lifecycle: lifecycle.clone(),
         next_id: 1,
         sessions: HashMap::new(),
@@ -134,7 +131,8 @@ pub async fn serve(
             biased;
             _ = terminate.cancelled() => break,
             _ = draining.cancelled(), if listener.sessions.is_empty() => break,
-            Some(event) = events.recv() => listener.on_event(event),
+            Some(id) = ended.recv() => listener.forget(id),
+            Some(resolution) = resolved.recv() => listener.on_resolved(resolution),
             _ = sweep.tick() => listener.sweep(),
             received = socket.recv_from(&mut buf) => match received {
                 // Each datagram gets an allocation of its own size: a queued one holds no more
@@ -224,55 +222,47 @@ impl Listener {
             return self.drop_unknown(first.from, "too many session lookups in flight");
         }
         self.lookups.insert(ufrag.clone());
-        let shared = self.shared.clone();
+        let (directory, resolved) = (self.shared.directory.clone(), self.resolved.clone());
         tokio::spawn(async move {
-            let outcome = resolve(&shared.directory, &ufrag)
+            let outcome = resolve(&directory, &ufrag)
                 .await
                 .map_err(|err| err.to_string());
-            let _ = shared.events.send(Event::Resolved(Box::new(Resolution {
+            let _ = resolved.send(Box::new(Resolution {
                 ufrag,
                 outcome,
                 first,
-            })));
+            }));
         });
     }
 
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Ended(id) => self.forget(id),
-            Event::Resolved(resolution) => {
-                let Resolution {
-                    ufrag,
-                    outcome,
-                    first,
-                } = *resolution;
-                self.lookups.remove(&ufrag);
-                match outcome {
-                    Err(err) => {
-                        WebRtcStats::add(&self.shared.stats.stun_rejected);
-                        if let Some(suppressed) = self.drop_log.allow() {
-                            tracing::warn!(client = %first.from, %ufrag, suppressed, error = %err, "cannot look up the WebRTC session");
-                        }
-                    }
-                    Ok(None) => {
-                        if self.unknown.len() >= MAX_UNKNOWN {
-                            self.unknown.clear();
-                        }
-                        self.unknown
-                            .insert(ufrag.clone(), Instant::now() + UNKNOWN_FOR);
-                        self.reject(first.from, &ufrag, "no session has this ufrag");
-                    }
-                    Ok(Some(Found { record, lease })) => {
-                        if !verifies(&first.bytes, &record.pwd) {
-                            return self.reject(
-                                first.from,
-                                &ufrag,
-                                "MESSAGE-INTEGRITY does not verify",
-                            );
-                        }
-                        self.start(ufrag, record, lease, first);
-                    }
+    /// The end of a lookup: start the session it found, or refuse the binding request.
+    fn on_resolved(&mut self, resolution: Box<Resolution>) {
+        let Resolution {
+            ufrag,
+            outcome,
+            first,
+        } = *resolution;
+        self.lookups.remove(&ufrag);
+        match outcome {
+            Err(err) => {
+                WebRtcStats::add(&self.shared.stats.stun_rejected);
+                if let Some(suppressed) = self.drop_log.allow() {
+                    tracing::warn!(client = %first.from, %ufrag, suppressed, error = %err, "cannot look up the WebRTC session");
                 }
+            }
+            Ok(None) => {
+                if self.unknown.len() >= MAX_UNKNOWN {
+                    self.unknown.clear();
+                }
+                self.unknown
+                    .insert(ufrag.clone(), Instant::now() + UNKNOWN_FOR);
+                self.reject(first.from, &ufrag, "no session has this ufrag");
+            }
+            Ok(Some(Found { record, lease })) => {
+                if !verifies(&first.bytes, &record.pwd) {
+                    return self.reject(first.from, &ufrag, "MESSAGE-INTEGRITY does not verify");
+                }
+                self.start(ufrag, record, lease, first);
             }
         }
     }

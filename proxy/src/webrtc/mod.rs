@@ -24,11 +24,16 @@ mod session;
 mod signalling;
 pub mod stun;
 
-use std::{
-    net::IpAddr,
-    sync::atomic::{AtomicU64, Ordering},
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue},
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use demux::{Kind, classify};
@@ -36,7 +41,60 @@ pub use directory::{Directory, RecordTimes, SessionRecord};
 pub use listener::serve as serve_media;
 pub use signalling::Conn;
 
-use crate::Proxy;
+use crate::{config::Config, lifecycle::Lifecycle, origins::Origins};
+
+/// What WebRTC signalling and media work with.
+#[derive(Clone)]
+pub struct WebRtc {
+    pub config: Arc<Config>,
+    pub origins: Arc<Origins>,
+    pub lifecycle: Lifecycle,
+    pub offers: OfferMetrics,
+    pub stats: Arc<WebRtcStats>,
+}
+
+/// How a WebRTC offer (WHIP, WHEP, SRS RTC API) ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values as Prometheus users spell them
+pub enum WebRtcOffer {
+    ok,
+    bad_request,
+    no_origin,
+    origin_error,
+    backend_error,
+    overloaded,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OfferLabels {
+    api: &'static str,
+    result: WebRtcOffer,
+}
+
+/// WebRTC offers by API and result. The `Default` set records for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct OfferMetrics {
+    offers: Family<OfferLabels, Counter>,
+}
+
+impl OfferMetrics {
+    /// A set registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "webrtc_offers",
+            "WebRTC offers (WHIP, WHEP, SRS RTC API), by API and result",
+            metrics.offers.clone(),
+        );
+        metrics
+    }
+
+    fn record(&self, api: &'static str, result: WebRtcOffer) {
+        self.offers
+            .get_or_create(&OfferLabels { api, result })
+            .inc();
+    }
+}
 
 /// Counters of the WebRTC relay (exported on `/metrics`, read by tests).
 #[derive(Debug, Default)]
@@ -71,7 +129,7 @@ impl WebRtcStats {
 }
 
 /// Serves signalling on `api` and media on `media` until the proxy stops.
-pub async fn serve(api: TcpListener, media: UdpSocket, proxy: Proxy) -> std::io::Result<()> {
+pub async fn serve(api: TcpListener, media: UdpSocket, proxy: WebRtc) -> std::io::Result<()> {
     let media_port = media.local_addr()?.port();
     let config = proxy.config.webrtc.clone();
     let directory = Directory::new(
@@ -86,61 +144,9 @@ pub async fn serve(api: TcpListener, media: UdpSocket, proxy: Proxy) -> std::io:
         media,
         directory,
         config,
-        proxy.metrics.webrtc.clone(),
+        proxy.stats.clone(),
         proxy.lifecycle.clone(),
     ));
     signalling::serve(api, router, proxy).await;
     Ok(())
-}
-
-/// `PROXY_WEBRTC_CANDIDATE`: an IP clients can reach (not a wildcard, not multicast) or a
-/// host name, without a port.
-pub fn parse_candidate_host(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    if let Ok(ip) = value.trim_matches(['[', ']']).parse::<IpAddr>() {
-        if ip.is_unspecified() || ip.is_multicast() {
-            return Err(format!(
-                "{ip} is not an address clients can send media to; give the proxy's public IP or host name"
-            ));
-        }
-        return Ok(ip.to_string());
-    }
-    let valid_label = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if value.len() <= 253 && value.split('.').all(valid_label) {
-        return Ok(value.to_ascii_lowercase());
-    }
-    Err(format!(
-        "expected an IP address or a host name without port, got {value:?}"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidate_hosts() {
-        assert_eq!(parse_candidate_host("203.0.113.9").unwrap(), "203.0.113.9");
-        assert_eq!(
-            parse_candidate_host("[2001:db8::1]").unwrap(),
-            "2001:db8::1"
-        );
-        assert_eq!(
-            parse_candidate_host("Media.Example.com").unwrap(),
-            "media.example.com"
-        );
-        assert!(parse_candidate_host("0.0.0.0").is_err());
-        assert!(parse_candidate_host("::").is_err());
-        assert!(parse_candidate_host("1.2.3.4:8000").is_err());
-        assert!(parse_candidate_host("bad_host").is_err());
-        assert!(parse_candidate_host("").is_err());
-    }
 }

@@ -23,7 +23,6 @@ use super::{
     WebRtcStats,
     demux::{Kind, classify},
     directory::{Directory, SessionRecord},
-    listener::{Event, MAX_DATAGRAM},
     stun::Message,
 };
 use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
@@ -33,13 +32,17 @@ use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
 const TRANSACTIONS: usize = 32;
 
 /// What all sessions of one listener share.
+/// Largest datagram read; WebRTC keeps packets under the path MTU, so this is generous.
+pub(super) const MAX_DATAGRAM: usize = 2048;
+
 pub(super) struct Shared {
     pub socket: Arc<UdpSocket>,
     pub directory: Arc<Directory>,
     pub limits: WebRtcConfig,
     pub stats: Arc<WebRtcStats>,
     pub terminate: CancellationToken,
-    pub events: mpsc::UnboundedSender<Event>,
+    /// The listener hears here when a session ends (its id).
+    pub ended: mpsc::UnboundedSender<u64>,
 }
 
 /// A datagram from a client and where it came from.
@@ -73,7 +76,7 @@ impl Drop for EndGuard {
             .stats
             .sessions_active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.shared.events.send(Event::Ended(self.id));
+        let _ = self.shared.ended.send(self.id);
     }
 }
 

@@ -29,17 +29,16 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 use super::{
+    WebRtc, WebRtcOffer,
     directory::{Directory, ResourceRecord, SessionRecord},
     sdp::{self, CandidateAddress},
 };
 use crate::{
-    Proxy,
-    http::{
-        forward::{forwarded_headers, strip_hop_by_hop},
-        request::{host_without_port, query_param},
+    httpd::{
+        json_error,
+        message::{forwarded_headers, host_without_port, query_param, strip_hop_by_hop},
         server,
     },
-    metrics::WebRtcOffer,
     origins::{PickError, Protocol, StreamKey, StreamKeyError, vhost_of_host},
 };
 
@@ -50,10 +49,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESOURCE_PATH: &str = "/rtc/v1/resource/";
 
 /// The client's TCP connection: who it is and which proxy address it reached.
-pub type Conn = crate::http::server::Connection;
+pub type Conn = crate::httpd::server::Connection;
 
 pub(super) struct Signalling {
-    proxy: Proxy,
+    proxy: WebRtc,
     directory: Arc<Directory>,
     /// The UDP port of `PROXY_WEBRTC_SERVER` as bound.
     media_port: u16,
@@ -144,7 +143,7 @@ impl SignalError {
     }
 
     fn into_response(self) -> Response {
-        crate::api::error(self.status(), self)
+        json_error(self.status(), self)
     }
 }
 
@@ -155,7 +154,7 @@ struct OriginAnswer {
     body: Bytes,
 }
 
-pub(super) fn router(proxy: Proxy, directory: Arc<Directory>, media_port: u16) -> Router {
+pub(super) fn router(proxy: WebRtc, directory: Arc<Directory>, media_port: u16) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_nodelay(true);
@@ -188,11 +187,11 @@ pub(super) fn router(proxy: Proxy, directory: Arc<Directory>, media_port: u16) -
 }
 
 /// Serves signalling until the proxy drains; media sessions go on in the UDP relay.
-pub(super) async fn serve(listener: TcpListener, router: Router, proxy: Proxy) {
+pub(super) async fn serve(listener: TcpListener, router: Router, proxy: WebRtc) {
     server::serve_router(
         listener,
         "WebRTC signalling",
-        proxy.config.http.api_limits(),
+        server::HttpLimits::api(&proxy.config.http),
         server::Role::Sessions,
         proxy.lifecycle.clone(),
         router,
@@ -236,7 +235,7 @@ async fn not_found(method: Method) -> Response {
     if method == Method::OPTIONS {
         return preflight();
     }
-    crate::api::error(StatusCode::NOT_FOUND, "no such WebRTC endpoint")
+    json_error(StatusCode::NOT_FOUND, "no such WebRTC endpoint")
 }
 
 /// DELETE, PATCH and OPTIONS on `/rtc/v1/resource/<id>`.
@@ -255,7 +254,7 @@ async fn resource(
                 err.into_response()
             }
         },
-        _ => crate::api::error(
+        _ => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "a WebRTC session resource takes DELETE or PATCH",
         ),
@@ -269,7 +268,7 @@ impl Signalling {
             Ok(_) => WebRtcOffer::ok,
             Err(err) => err.label(),
         };
-        self.proxy.metrics.webrtc_offer(api.label(), label);
+        self.proxy.offers.record(api.label(), label);
         result.unwrap_or_else(|err| {
             tracing::warn!(api = api.label(), client = %conn.client, error = %err, "WebRTC offer failed");
             err.into_response()

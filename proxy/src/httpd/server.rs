@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::lifecycle::Lifecycle;
+use crate::{config::HttpConfig, lifecycle::Lifecycle};
 
 /// Both ends of a client's TCP connection: who it is and which proxy address it reached
 /// (WebRTC answers name that address when no public one is configured). Routers find it in
@@ -30,6 +30,31 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Request heads larger than this are refused by hyper with 431.
     pub max_head_bytes: usize,
+}
+
+impl HttpLimits {
+    /// HTTP streaming (`PROXY_HTTP_SERVER`).
+    pub fn streaming(config: &HttpConfig) -> Self {
+        Self {
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections,
+            ..Default::default()
+        }
+    }
+
+    /// The WHIP/WHEP API: offers are small, so its connection cap is the system API's.
+    pub fn api(config: &HttpConfig) -> Self {
+        Self::system(config)
+    }
+
+    /// The system API (`PROXY_SYSTEM_API`).
+    pub fn system(config: &HttpConfig) -> Self {
+        Self {
+            header_timeout: config.header_timeout,
+            max_connections: config.system_max_connections,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for HttpLimits {
