@@ -21,6 +21,11 @@
 //!   draining flag, so the load figures a heartbeat stored are kept; otherwise it stores the
 //!   origin as a heartbeat would.
 //! - Origins silent for `forget_after` leave the registry; at most [`MAX_ORIGINS`] are kept.
+//! - A backend whose store can lose its data (Redis restarting empty) writes back, when it
+//!   finds the registry lost, the origins it stored within `origin_ttl` with the age they had,
+//!   and claims no stream for anyone until it has (a pick answers
+//!   [`BackendError::RegistryRestored`]); [`LoadBalancer::registry_restorations`] counts these
+//!   losses so the caller claims back the streams it relays before picking again.
 
 use std::time::Duration;
 
@@ -142,6 +147,10 @@ pub enum BackendError {
         "the registry already holds {MAX_ORIGINS} origins; remove dead ones or raise the limit"
     )]
     RegistryFull,
+    #[error(
+        "Redis had lost the origin registry (restarted empty?); the origins this replica heard within the origin TTL were written back and nothing was claimed: try again"
+    )]
+    RegistryRestored,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -218,4 +227,12 @@ pub trait LoadBalancer: Send + Sync + 'static {
 
     /// Succeeds when the backend can serve requests now.
     async fn ping(&self) -> Result<(), BackendError>;
+
+    /// How many times this backend has found its store had lost the registry and written back
+    /// the origins it remembered (see the module rules). When it grows, the caller claims back
+    /// the streams its sessions relay ([`LoadBalancer::renew`]) before it picks again. Stores
+    /// that cannot lose their data (memory) stay at 0.
+    fn registry_restorations(&self) -> u64 {
+        0
+    }
 }

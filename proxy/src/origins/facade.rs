@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -32,6 +35,8 @@ pub struct Origins {
     timing: Timing,
     metrics: OriginsMetrics,
     leases: Arc<LeaseTable>,
+    /// The backend's [`LoadBalancer::registry_restorations`] this proxy has claimed back after.
+    restorations_seen: AtomicU64,
 }
 
 /// Streams this proxy holds sessions on, with the owner token to renew.
@@ -57,6 +62,29 @@ impl LeaseTable {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The streams sessions hold now, with their owner token.
+    fn held(&self) -> Vec<(StreamKey, OwnerToken)> {
+        self.lock()
+            .iter()
+            .filter(|(_, lease)| lease.holders > 0)
+            .map(|(stream, lease)| (stream.clone(), lease.owner.clone()))
+            .collect()
+    }
+
+    /// Notes streams a renewal reported lost (logged once per owner).
+    fn mark_lost(&self, lost: Vec<StreamKey>) {
+        let mut entries = self.lock();
+        for stream in lost {
+            if let Some(lease) = entries.get_mut(&stream)
+                && lease.holders > 0
+                && !lease.lost
+            {
+                lease.lost = true;
+                tracing::warn!(stream = %stream, origin = %lease.owner.server(), "stream lease lost: its owner changed or it expired; running sessions continue");
+            }
+        }
     }
 }
 
@@ -147,6 +175,7 @@ impl Origins {
                 released,
                 renew_now: tokio::sync::Notify::new(),
             }),
+            restorations_seen: AtomicU64::new(0),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&origins), released_rx));
         origins
@@ -160,7 +189,22 @@ impl Origins {
     /// for as long as the returned lease lives (plus the grace period).
     pub async fn lease(&self, stream: &StreamKey) -> Result<StreamLease, PickError> {
         let started = Instant::now();
-        let result = self.backend.pick(stream).await;
+        let mut result = self.backend.pick(stream).await;
+        if matches!(
+            result,
+            Err(PickError::Backend {
+                source: BackendError::RegistryRestored,
+                ..
+            })
+        ) {
+            // The backend found the registry lost and wrote back what it knew, claiming
+            // nothing: claim back the streams relayed from here first, so this pick cannot
+            // place one of them elsewhere, then pick again.
+            self.claim_back_if_restored().await;
+            result = self.backend.pick(stream).await;
+        } else {
+            self.claim_back_if_restored().await;
+        }
         self.metrics
             .record_pick(result.as_ref().map(|claim| &claim.kind), started.elapsed());
         let Claim {
@@ -200,6 +244,8 @@ impl Origins {
 
     pub async fn register(&self, origin: &Origin) -> Result<Registered, BackendError> {
         let outcome = self.backend.register(origin).await?;
+        // Before answering: a player arriving right after this heartbeat finds its stream.
+        self.claim_back_if_restored().await;
         match outcome {
             Registered::New => {
                 tracing::info!(server = %origin.server, ip = %origin.ip, "origin registered");
@@ -221,11 +267,44 @@ impl Origins {
         draining: bool,
     ) -> Result<Registered, BackendError> {
         let outcome = self.backend.refresh_discovered(origin, draining).await?;
+        self.claim_back_if_restored().await;
         if outcome == Registered::New {
             // As for a heartbeat: claim back what sessions still relay to it (Redis restarted).
             self.leases.renew_now.notify_one();
         }
         Ok(outcome)
+    }
+
+    /// When the backend has written back a lost registry since this was last asked (Redis
+    /// restarted empty), claims back at once the streams this proxy's sessions relay: they
+    /// stay on the origins that carry them. The periodic renewal would do it too, up to a third
+    /// of the lease time later, after picks could have placed them elsewhere.
+    async fn claim_back_if_restored(&self) {
+        let restorations = self.backend.registry_restorations();
+        if self
+            .restorations_seen
+            .fetch_max(restorations, Ordering::AcqRel)
+            >= restorations
+        {
+            return;
+        }
+        let held = self.leases.held();
+        if held.is_empty() {
+            return;
+        }
+        match self.backend.renew(&held).await {
+            Ok(lost) => {
+                tracing::info!(
+                    streams = held.len(),
+                    lost = lost.len(),
+                    "claimed back the streams relayed from here after Redis lost the registry"
+                );
+                self.leases.mark_lost(lost);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, streams = held.len(), "cannot claim back stream leases after Redis lost the registry; the periodic renewal tries again");
+            }
+        }
     }
 
     /// For discovery: the origin is gone; its streams move on their next pick.
@@ -385,39 +464,24 @@ async fn renew_leases(origins: Weak<Origins>, mut released: mpsc::UnboundedRecei
         let Some(origins) = origins.upgrade() else {
             return;
         };
-        let batch: Vec<(StreamKey, OwnerToken)> = {
+        let batch: Vec<(StreamKey, OwnerToken)> = if let_go.is_empty() {
+            origins.leases.held()
+        } else {
             let entries = origins.leases.lock();
-            if let_go.is_empty() {
-                entries
-                    .iter()
-                    .filter(|(_, lease)| lease.holders > 0)
-                    .map(|(stream, lease)| (stream.clone(), lease.owner.clone()))
-                    .collect()
-            } else {
-                let_go
-                    .iter()
-                    .filter_map(|stream| {
-                        entries
-                            .get(stream)
-                            .map(|lease| (stream.clone(), lease.owner.clone()))
-                    })
-                    .collect()
-            }
+            let_go
+                .iter()
+                .filter_map(|stream| {
+                    entries
+                        .get(stream)
+                        .map(|lease| (stream.clone(), lease.owner.clone()))
+                })
+                .collect()
         };
         if !batch.is_empty() {
             match origins.backend.renew(&batch).await {
                 Ok(lost) => {
                     failing = false;
-                    let mut entries = origins.leases.lock();
-                    for stream in lost {
-                        if let Some(lease) = entries.get_mut(&stream)
-                            && lease.holders > 0
-                            && !lease.lost
-                        {
-                            lease.lost = true;
-                            tracing::warn!(stream = %stream, origin = %lease.owner.server(), "stream lease lost: its owner changed or it expired; running sessions continue");
-                        }
-                    }
+                    origins.leases.mark_lost(lost);
                 }
                 Err(err) if !failing => {
                     failing = true;

@@ -22,7 +22,9 @@
 //! ```
 //!
 //! Picks fail (never block) while the backend is unreachable; sessions already relaying are
-//! unaffected. Discovery (`crate::discovery`) calls [`Origins::refresh_discovered`] and
+//! unaffected. When Redis comes back empty, the first heartbeat, pick or lease renewal that
+//! reaches a replica writes back the origins it heard within the TTL and claims back its
+//! streams (see `redis_backend`). Discovery (`crate::discovery`) calls [`Origins::refresh_discovered`] and
 //! [`Origins::remove_origin`].
 //!
 //! # Pieces

@@ -1,12 +1,14 @@
 -- Stores a heartbeat or a discovery refresh; a new incarnation of a known server drops the
 -- streams it owned.
--- KEYS: 1 origins, 2 beats, 3 incarnations, 4 loads, 5 draining
+-- KEYS: 1 origins, 2 beats, 3 incarnations, 4 loads, 5 draining, 6 registry epoch
 -- ARGV: 1 server, 2 origin JSON, 3 incarnation, 4 load, 5 owned-zset prefix,
 --       6 forget-after ms, 7 registry size limit,
---       8 '' for a heartbeat; for a discovery refresh the draining flag '0' or '1'
--- Reply: {'new'|'refreshed'|'restarted'|'full', now ms}
+--       8 '' for a heartbeat; for a discovery refresh the draining flag '0' or '1',
+--       9 random integer (a new epoch's nonce)
+-- Reply: {'new'|'refreshed'|'restarted'|'full', now ms, registry epoch}
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local epoch = registry_epoch(KEYS[6], now, ARGV[9])
 local server = ARGV[1]
 local refresh = ARGV[8] == '0' or ARGV[8] == '1'
 
@@ -59,18 +61,18 @@ if known == ARGV[3] then
       -- Discovery only extends liveness: the load figures a heartbeat stored stay.
       redis.call('ZADD', KEYS[2], now, server)
       set_draining()
-      return {outcome, now}
+      return {outcome, now, epoch}
     end
   end
 elseif known then
   outcome = 'restarted'
   redis.call('DEL', ARGV[5] .. server)
 elseif redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[7]) then
-  return {'full', now}
+  return {'full', now, epoch}
 end
 redis.call('HSET', KEYS[1], server, ARGV[2])
 redis.call('HSET', KEYS[3], server, ARGV[3])
 redis.call('HSET', KEYS[4], server, ARGV[4])
 redis.call('ZADD', KEYS[2], now, server)
 set_draining()
-return {outcome, now}
+return {outcome, now, epoch}
