@@ -17,7 +17,7 @@ pub struct Heartbeat {
     pub ip: String,
     pub rtmp: u16,
     pub http: Option<u16>,
-    /// CPU load figure (`summaries.self.cpu_percent`), a tie-breaker for placement.
+    /// CPU load figure (`summaries.data.self.cpu_percent`), a tie-breaker for placement.
     pub cpu_percent: f64,
 }
 
@@ -48,10 +48,9 @@ impl Heartbeat {
                 http: self.http,
                 ..SrsPorts::default()
             }),
-            summaries: Some(
-                serde_json::json!({"data": {"ok": true, "self": {"cpu_percent": self.cpu_percent}}}),
-            ),
+            summaries: None,
         }
+        .with_cpu_percent(self.cpu_percent)
     }
 
     /// The JSON body SRS sends.

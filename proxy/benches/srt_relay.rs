@@ -30,7 +30,7 @@ use originstack_proxy::{
         packet::{HEADER_LEN, Header, PacketKind, set_destination},
     },
 };
-use support::{ping_pong, throughput};
+use support::{measure, ping_pong, print_comparison, throughput};
 
 const PAYLOAD: usize = 1316;
 const PING_PONGS: usize = 20_000;
@@ -190,53 +190,29 @@ fn main() {
         addr
     });
 
-    let (direct, direct_peer) = connect(origin);
-    let (proxied, proxied_peer) = connect(proxy);
-    // Warm up both paths (allocator, caches, task wake-ups).
-    let round_trips = |socket, peer| {
+    let (direct, proxied) = (connect(origin), connect(proxy));
+    let round_trips = |(socket, peer): &(UdpSocket, u32)| {
         ping_pong(
             socket,
             PING_PONGS,
-            |sequence| data_packet(sequence, peer),
+            |sequence| data_packet(sequence, *peer),
             |buf, sequence| {
                 Header::decode(buf).is_ok_and(|h| h.kind == PacketKind::Data { sequence })
             },
         )
     };
-    let rate = |socket, peer| {
+    let rate = |(socket, peer): &(UdpSocket, u32)| {
         throughput(socket, WINDOW, THROUGHPUT_FOR, |sequence| {
-            data_packet(sequence, peer)
+            data_packet(sequence, *peer)
         })
     };
-    round_trips(&direct, direct_peer);
-    round_trips(&proxied, proxied_peer);
-
-    let direct_latency = round_trips(&direct, direct_peer);
-    let proxied_latency = round_trips(&proxied, proxied_peer);
-    let (direct_rate, direct_lost) = rate(&direct, direct_peer);
-    let (proxied_rate, proxied_lost) = rate(&proxied, proxied_peer);
-
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "SRT relay, {PAYLOAD}-byte data packets over loopback, {} CPUs",
-        thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "round trip, median: direct {:.1} µs, proxy {:.1} µs -> added {:.1} µs per round trip, {:.1} µs per packet relayed",
-        micros(direct_latency.p50),
-        micros(proxied_latency.p50),
-        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)),
-        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)) / 2.0,
-    );
-    println!(
-        "round trip, p99:    direct {:.1} µs, proxy {:.1} µs",
-        micros(direct_latency.p99),
-        micros(proxied_latency.p99)
-    );
-    println!(
-        "echoes/s ({WINDOW} in flight): direct {direct_rate:.0} (lost {direct_lost}), proxy {proxied_rate:.0} (lost {proxied_lost}) -> proxy/direct {:.2}; the proxy relayed {:.0} datagrams/s",
-        proxied_rate / direct_rate,
-        proxied_rate * 2.0,
+    let (direct, proxied) = measure(&direct, &proxied, round_trips, rate);
+    print_comparison(
+        &format!("SRT relay, {PAYLOAD}-byte data packets over loopback"),
+        "packet",
+        WINDOW,
+        &direct,
+        &proxied,
     );
     println!(
         "proxy counters: to origin {}, to client {}, queue drops {}",

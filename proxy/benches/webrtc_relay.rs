@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use support::{ping_pong, throughput};
+use support::{measure, ping_pong, print_comparison, throughput};
 
 mod support;
 
@@ -122,41 +122,20 @@ fn main() {
         (addr, stats)
     });
 
-    let direct = connect(origin, false);
-    let proxied = connect(proxy_addr, true);
-    // Warm up both paths (allocator, caches, task wake-ups).
+    let (direct, proxied) = (connect(origin, false), connect(proxy_addr, true));
     let is_echo = |buf: &[u8], sequence| sequence_of(buf) == Some(sequence);
-    let round_trips = |socket| ping_pong(socket, PING_PONGS, datagram, is_echo);
-    round_trips(&direct);
-    round_trips(&proxied);
-
-    let direct_latency = round_trips(&direct);
-    let proxied_latency = round_trips(&proxied);
-    let (direct_rate, direct_lost) = throughput(&direct, WINDOW, THROUGHPUT_FOR, datagram);
-    let (proxied_rate, proxied_lost) = throughput(&proxied, WINDOW, THROUGHPUT_FOR, datagram);
-
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "WebRTC relay, {PAYLOAD}-byte datagrams over loopback, {} CPUs",
-        thread::available_parallelism().map_or(0, |n| n.get())
+    let (direct, proxied) = measure(
+        &direct,
+        &proxied,
+        |socket| ping_pong(socket, PING_PONGS, datagram, is_echo),
+        |socket| throughput(socket, WINDOW, THROUGHPUT_FOR, datagram),
     );
-    println!(
-        "round trip, median: direct {:.1} µs, proxy {:.1} µs -> proxy/direct {:.2}, added {:.1} µs per round trip, {:.1} µs per datagram relayed",
-        micros(direct_latency.p50),
-        micros(proxied_latency.p50),
-        proxied_latency.p50.as_secs_f64() / direct_latency.p50.as_secs_f64(),
-        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)),
-        micros(proxied_latency.p50.saturating_sub(direct_latency.p50)) / 2.0,
-    );
-    println!(
-        "round trip, p99:    direct {:.1} µs, proxy {:.1} µs",
-        micros(direct_latency.p99),
-        micros(proxied_latency.p99)
-    );
-    println!(
-        "echoes/s ({WINDOW} in flight): direct {direct_rate:.0} (lost {direct_lost}), proxy {proxied_rate:.0} (lost {proxied_lost}) -> proxy/direct {:.2}; the proxy relayed {:.0} datagrams/s",
-        proxied_rate / direct_rate,
-        proxied_rate * 2.0,
+    print_comparison(
+        &format!("WebRTC relay, {PAYLOAD}-byte datagrams over loopback"),
+        "datagram",
+        WINDOW,
+        &direct,
+        &proxied,
     );
     // The relay flushes its counters about once a second.
     thread::sleep(Duration::from_millis(1200));

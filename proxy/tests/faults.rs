@@ -2,39 +2,17 @@
 //! restarted empty while streams play, a proxy replica drained by SIGTERM beside another one.
 //! Peers: the proxy binary, nginx-rtmp origins, ffmpeg publishers and players, redis-server.
 
-mod rtmp_support;
-
 use std::{
     net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 use originstack_e2e::{
-    Expect, Player, ProxyProcess, Publisher, assert_playable, proxy::metric, redis::RedisServer,
+    NginxRtmpOrigin, Player, ProxyProcess, Publisher, assert_plays_published, carriers, eventually,
+    proxy::metric, redis::RedisServer,
 };
-use rtmp_support::{carriers, origins, owners, redis_replica};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
-
-fn url(proxy: &ProxyProcess, stream: &str) -> String {
-    format!("rtmp://{}/live/{stream}", proxy.rtmp)
-}
-
-fn playable(url: &str) -> anyhow::Result<()> {
-    assert_playable(url, &Expect::h264_aac(320, 240), Duration::from_secs(30)).map(drop)
-}
-
-/// Polls `check` every 100 ms until it holds; false after `timeout`.
-fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    true
-}
 
 /// kill -9 of the origin carrying a stream: its publisher and player are disconnected at
 /// once (not after an idle timeout), and a republish lands on the live origin long before the
@@ -42,7 +20,7 @@ fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// connections out of the registry.
 #[test]
 fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
-    let mut origins = origins(2);
+    let mut origins = NginxRtmpOrigin::start_rtmp_only(2).unwrap();
     let proxy = ProxyProcess::start(PROXY, &[("PROXY_ORIGIN_TTL", "120s".into())]).unwrap();
     for (i, origin) in origins.iter().enumerate() {
         proxy
@@ -53,17 +31,17 @@ fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
             )
             .unwrap();
     }
-    let mut publisher = Publisher::looping_sample(url(&proxy, "cam")).unwrap();
+    let mut publisher = Publisher::looping_sample(proxy.rtmp_url("live", "cam")).unwrap();
     assert!(eventually(Duration::from_secs(20), || carriers(
-        &origins, "cam"
+        &origins, "live", "cam"
     )
     .len()
         == 1));
     let doomed = origins
         .iter()
-        .position(|o| carriers(std::slice::from_ref(o), "cam").len() == 1)
+        .position(|o| carriers(std::slice::from_ref(o), "live", "cam").len() == 1)
         .unwrap();
-    let mut player = Player::start(url(&proxy, "cam")).unwrap();
+    let mut player = Player::start(proxy.rtmp_url("live", "cam")).unwrap();
     player
         .wait_played(Duration::from_secs(1), Duration::from_secs(20))
         .unwrap();
@@ -78,16 +56,19 @@ fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
         .expect("the publisher is disconnected when its origin dies");
     let disconnected_in = killed.elapsed();
 
-    let mut republisher = Publisher::looping_sample(url(&proxy, "cam")).unwrap();
+    let mut republisher = Publisher::looping_sample(proxy.rtmp_url("live", "cam")).unwrap();
     let survivor = std::slice::from_ref(&origins[1 - doomed]);
     assert!(
-        eventually(Duration::from_secs(15), || carriers(survivor, "cam").len()
+        eventually(Duration::from_secs(15), || carriers(
+            survivor, "live", "cam"
+        )
+        .len()
             == 1),
         "the republish did not reach the live origin; proxy log:\n{}",
         proxy.log()
     );
     let moved_in = killed.elapsed();
-    playable(&url(&proxy, "cam")).unwrap();
+    assert_plays_published(&proxy.rtmp_url("live", "cam")).unwrap();
     republisher.ensure_running().unwrap();
     let metrics = proxy.metrics().unwrap();
     assert_eq!(
@@ -95,7 +76,7 @@ fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
         1.0,
         "{metrics}"
     );
-    assert_eq!(owners(&proxy)["cam"], format!("origin-{}", 1 - doomed));
+    assert_eq!(proxy.owners()["cam"], format!("origin-{}", 1 - doomed));
     eprintln!(
         "clients disconnected {disconnected_in:?} after kill -9; stream re-owned after {moved_in:?} (TTL 120 s)"
     );
@@ -107,8 +88,11 @@ fn killed_origin_disconnects_its_clients_and_a_republish_lands_on_a_live_one() {
 #[test]
 fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
     let mut redis = RedisServer::start().unwrap();
-    let origins = origins(2);
-    let replica = || redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "10s")]);
+    let origins = NginxRtmpOrigin::start_rtmp_only(2).unwrap();
+    let replica = || {
+        ProxyProcess::start_redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "10s".into())])
+            .unwrap()
+    };
     let (a, b) = (replica(), replica());
     let _beats: Vec<_> = origins
         .iter()
@@ -130,11 +114,11 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
     let names: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
     let mut publishers: Vec<Publisher> = names
         .iter()
-        .map(|n| Publisher::looping_sample(url(&a, n)).unwrap())
+        .map(|n| Publisher::looping_sample(a.rtmp_url("live", n)).unwrap())
         .collect();
     assert!(
         eventually(Duration::from_secs(30), || names.iter().all(|n| carriers(
-            &origins, n
+            &origins, "live", n
         )
         .len()
             == 1)),
@@ -142,7 +126,7 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
     );
     let mut players: Vec<Player> = names
         .iter()
-        .map(|n| Player::start(url(&b, n)).unwrap())
+        .map(|n| Player::start(b.rtmp_url("live", n)).unwrap())
         .collect();
     for player in &mut players {
         player
@@ -158,14 +142,14 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
 
     // Claimed back: every stream owned again by the origin that carries it.
     let origin_of = |name: &str| -> Option<String> {
-        let on = carriers(&origins, name);
+        let on = carriers(&origins, "live", name);
         let index = origins
             .iter()
             .position(|o| Some(&o.rtmp_addr()) == on.first())?;
         Some(format!("origin-{index}"))
     };
     let reclaimed = eventually(Duration::from_secs(15), || {
-        let listed = owners(&b);
+        let listed = b.owners();
         names
             .iter()
             .all(|n| listed.contains_key(n) && listed.get(n) == origin_of(n).as_ref())
@@ -173,7 +157,7 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
     assert!(
         reclaimed,
         "streams not claimed back after the restart: {:?}\nA:\n{}",
-        owners(&b),
+        b.owners(),
         a.log()
     );
     let reclaimed_in = restarted.elapsed();
@@ -191,14 +175,14 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
     }
     // New picks: a new player of an old stream meets its publisher through the other
     // replica; a new stream is placed.
-    playable(&url(&a, "s0")).unwrap();
-    let _fresh = Publisher::looping_sample(url(&b, "fresh")).unwrap();
+    assert_plays_published(&a.rtmp_url("live", "s0")).unwrap();
+    let _fresh = Publisher::looping_sample(b.rtmp_url("live", "fresh")).unwrap();
     assert!(eventually(Duration::from_secs(15), || carriers(
-        &origins, "fresh"
+        &origins, "live", "fresh"
     )
     .len()
         == 1));
-    playable(&url(&a, "fresh")).unwrap();
+    assert_plays_published(&a.rtmp_url("live", "fresh")).unwrap();
     for publisher in &mut publishers {
         publisher.ensure_running().unwrap();
     }
@@ -211,16 +195,17 @@ fn redis_restart_keeps_twenty_streams_playing_and_picks_recover() {
 #[test]
 fn sigterm_drains_one_replica_while_the_other_keeps_serving() {
     let redis = RedisServer::start().unwrap();
-    let origins = origins(1);
+    let origins = NginxRtmpOrigin::start_rtmp_only(1).unwrap();
     let replica = |grace: &str| {
-        redis_replica(
+        ProxyProcess::start_redis_replica(
             PROXY,
             &redis,
             &[
-                ("PROXY_GRACE_QUIT_TIMEOUT", grace),
-                ("PROXY_FORCE_QUIT_TIMEOUT", "15s"),
+                ("PROXY_GRACE_QUIT_TIMEOUT", grace.into()),
+                ("PROXY_FORCE_QUIT_TIMEOUT", "15s".into()),
             ],
         )
+        .unwrap()
     };
     let (mut a, b) = (replica("5s"), replica("20s"));
     let _beat = b.heartbeat(
@@ -233,8 +218,8 @@ fn sigterm_drains_one_replica_while_the_other_keeps_serving() {
         &a.metrics().unwrap_or_default(),
         "originstack_proxy_origins_alive"
     ) == 1.0));
-    let mut publisher = Publisher::looping_sample(url(&a, "cam")).unwrap();
-    let mut player = Player::start(url(&a, "cam")).unwrap();
+    let mut publisher = Publisher::looping_sample(a.rtmp_url("live", "cam")).unwrap();
+    let mut player = Player::start(a.rtmp_url("live", "cam")).unwrap();
     player
         .wait_played(Duration::from_secs(1), Duration::from_secs(20))
         .unwrap();
@@ -257,7 +242,7 @@ fn sigterm_drains_one_replica_while_the_other_keeps_serving() {
         "new connections are refused while draining"
     );
     // The other replica serves the same stream meanwhile.
-    playable(&url(&b, "cam")).unwrap();
+    assert_plays_published(&b.rtmp_url("live", "cam")).unwrap();
     assert!(signalled.elapsed() < Duration::from_secs(5));
     publisher
         .ensure_running()
@@ -281,9 +266,9 @@ fn sigterm_drains_one_replica_while_the_other_keeps_serving() {
         .wait(Duration::from_secs(5))
         .expect("the publisher is disconnected when the grace period ends");
 
-    let _republisher = Publisher::looping_sample(url(&b, "cam")).unwrap();
-    playable(&url(&b, "cam")).unwrap();
-    assert_eq!(carriers(&origins, "cam").len(), 1);
+    let _republisher = Publisher::looping_sample(b.rtmp_url("live", "cam")).unwrap();
+    assert_plays_published(&b.rtmp_url("live", "cam")).unwrap();
+    assert_eq!(carriers(&origins, "live", "cam").len(), 1);
     let addr: SocketAddr = a.system;
     assert!(
         TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),

@@ -3,8 +3,6 @@
 //! SRT ports, oversized SDP offers, and a registration flood from another address. The stream must stay smooth, every
 //! attacking connection must be closed, and the proxy's memory must stay bounded.
 
-mod rtmp_support;
-
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream, UdpSocket},
@@ -16,8 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use originstack_e2e::{Player, ProxyProcess, Publisher};
-use rtmp_support::{carriers, origins};
+use originstack_e2e::{NginxRtmpOrigin, Player, ProxyProcess, Publisher, carriers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
@@ -242,7 +239,7 @@ async fn flood_one(
 
 #[test]
 fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
-    let origins = origins(1);
+    let origins = NginxRtmpOrigin::start_rtmp_only(1).unwrap();
     let proxy = ProxyProcess::start(
         PROXY,
         &[
@@ -256,7 +253,7 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
     proxy
         .register("origin-0", origins[0].rtmp_port(), origins[0].http_port())
         .unwrap();
-    let url = format!("rtmp://{}/live/healthy", proxy.rtmp);
+    let url = proxy.rtmp_url("live", "healthy");
     let mut publisher = Publisher::looping_sample(&url).unwrap();
     let mut player = Player::start(&url).unwrap();
     player
@@ -378,7 +375,7 @@ fn hostile_traffic_on_every_port_leaves_a_healthy_stream_smooth() {
         longest_stall < Duration::from_secs(2) && gained >= ATTACK - Duration::from_secs(2),
         "the healthy stream stalled: played {gained:?} of {ATTACK:?}, longest stall {longest_stall:?}"
     );
-    assert_eq!(carriers(&origins, "healthy").len(), 1);
+    assert_eq!(carriers(&origins, "live", "healthy").len(), 1);
     for (what, tally) in [
         ("slowloris HTTP", &slow_http),
         ("slowloris system API", &slow_system),

@@ -4,7 +4,6 @@
 //! pooled connection is replaced and the call sent again, and each replica writes back the
 //! origins it heard within the TTL and claims back the streams it relays.
 
-mod rtmp_support;
 mod support;
 
 use std::{
@@ -13,7 +12,9 @@ use std::{
 };
 
 use originstack_e2e::{
-    Expect, assert_playable, probe,
+    Expect, NginxRtmpOrigin, ProxyProcess, assert_playable,
+    nginx_rtmp::carriers,
+    probe,
     redis::RedisServer,
     srs::{SrsHeartbeat, register_url},
 };
@@ -215,8 +216,10 @@ async fn a_replica_that_missed_the_loss_writes_back_and_claims_back_before_it_pi
 #[test]
 fn a_new_player_meets_a_live_rtmp_stream_at_once_after_redis_restarts_empty() {
     let mut redis = RedisServer::start().unwrap();
-    let nginx = rtmp_support::origins(2);
-    let proxy = rtmp_support::redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "30s")]);
+    let nginx = NginxRtmpOrigin::start_rtmp_only(2).unwrap();
+    let proxy =
+        ProxyProcess::start_redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "30s".into())])
+            .unwrap();
     let heartbeat_url = register_url(proxy.system, None);
     let heartbeats: Vec<SrsHeartbeat> = nginx
         .iter()
@@ -231,7 +234,7 @@ fn a_new_player_meets_a_live_rtmp_stream_at_once_after_redis_restarts_empty() {
     let stream = format!("rtmp://{}/live/cam", proxy.rtmp);
     let mut publisher = originstack_e2e::Publisher::looping_sample(&stream).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while rtmp_support::carriers(&nginx, "cam").len() != 1 {
+    while carriers(&nginx, "live", "cam").len() != 1 {
         assert!(
             Instant::now() < deadline,
             "the stream never reached an origin\n{}",
@@ -241,7 +244,7 @@ fn a_new_player_meets_a_live_rtmp_stream_at_once_after_redis_restarts_empty() {
     }
     let carrier = nginx
         .iter()
-        .position(|o| rtmp_support::carriers(std::slice::from_ref(o), "cam").len() == 1)
+        .position(|o| carriers(std::slice::from_ref(o), "live", "cam").len() == 1)
         .unwrap();
     // What one ffprobe of the stream takes when nothing is wrong, to read the figure below.
     let started = Instant::now();
@@ -269,7 +272,7 @@ fn a_new_player_meets_a_live_rtmp_stream_at_once_after_redis_restarts_empty() {
     });
     assert_eq!(Expect::h264_aac(320, 240).mismatch(&probed), None);
     assert_eq!(
-        rtmp_support::owners(&proxy).get("cam"),
+        proxy.owners().get("cam"),
         Some(&format!("origin-{carrier}"))
     );
 
@@ -281,7 +284,7 @@ fn a_new_player_meets_a_live_rtmp_stream_at_once_after_redis_restarts_empty() {
     )
     .unwrap();
     assert_eq!(
-        rtmp_support::carriers(&nginx, "cam"),
+        carriers(&nginx, "live", "cam"),
         vec![nginx[carrier].rtmp_addr()],
         "the stream never moved"
     );

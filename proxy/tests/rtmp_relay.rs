@@ -1,24 +1,155 @@
 //! RTMP through the proxy with real peers: nginx-rtmp origins, ffmpeg publishing, ffprobe
-//! playing.
+//! playing. Most tests run the RTMP listener in the test's runtime with a resolver of their
+//! own; one runs two proxy binaries sharing a redis-server.
 
-mod rtmp_support;
-use rtmp_support as support;
+mod support;
 
 use std::{
     collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
+use futures::future::BoxFuture;
 use originstack_e2e::{
-    NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, redis::RedisServer,
+    NginxRtmpConfig, NginxRtmpOrigin, ProxyProcess, Publisher, assert_plays_published, carriers,
+    eventually, probe, redis::RedisServer,
 };
-use originstack_proxy::rtmp::RtmpLimits;
-use support::{
-    Proxy, TestResolver, carriers, eventually, origins, owners, playable, probe_once, redis_replica,
+use originstack_proxy::{
+    lifecycle::Lifecycle,
+    rtmp::{self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStreamKey},
 };
+use support::{Counted, log_to_test_output};
+use tokio::net::TcpListener;
+
+/// Stream ownership for tests: the origin is picked by a hash of the stream key, so a stream
+/// always lands on the same origin and many streams spread over all of them. Each lease
+/// counts itself while alive.
+struct TestResolver {
+    origins: Vec<SocketAddr>,
+    /// Origins reported unreachable: out of rotation, as the proxy core takes a dead origin out.
+    dead: std::sync::Mutex<Vec<SocketAddr>>,
+    leases: Arc<AtomicUsize>,
+}
+
+impl TestResolver {
+    fn new(origins: Vec<SocketAddr>) -> Self {
+        Self {
+            origins,
+            dead: Default::default(),
+            leases: Arc::default(),
+        }
+    }
+
+    /// The origin owning `key`: a hash over the live origins.
+    fn origin_of(&self, key: &RtmpStreamKey) -> SocketAddr {
+        let dead = self.dead.lock().unwrap();
+        let live: Vec<SocketAddr> = self
+            .origins
+            .iter()
+            .filter(|o| !dead.contains(o))
+            .copied()
+            .collect();
+        let mut hasher = DefaultHasher::new();
+        (&key.vhost, &key.app, &key.stream).hash(&mut hasher);
+        live[(hasher.finish() % live.len() as u64) as usize]
+    }
+
+    /// The origin a plain `live/<stream>` on the default vhost maps to.
+    fn origin_of_stream(&self, stream: &str) -> SocketAddr {
+        self.origin_of(&RtmpStreamKey {
+            vhost: rtmp::stream_key::DEFAULT_VHOST.into(),
+            app: "live".into(),
+            stream: stream.into(),
+            query: String::new(),
+        })
+    }
+
+    fn leases(&self) -> Arc<AtomicUsize> {
+        self.leases.clone()
+    }
+}
+
+impl OriginResolver for TestResolver {
+    fn resolve<'a>(
+        &'a self,
+        key: &'a RtmpStreamKey,
+        _intent: Intent,
+    ) -> BoxFuture<'a, Result<ResolvedOrigin, ResolveError>> {
+        Box::pin(async move {
+            if self
+                .origins
+                .iter()
+                .all(|o| self.dead.lock().unwrap().contains(o))
+            {
+                return Err(ResolveError::NoOrigin);
+            }
+            let rtmp = self.origin_of(key);
+            Ok(ResolvedOrigin {
+                rtmp,
+                server: rtmp.to_string(),
+                lease: Box::new(Counted::new(&self.leases)),
+            })
+        })
+    }
+
+    fn report_unreachable<'a>(
+        &'a self,
+        _key: &'a RtmpStreamKey,
+        origin: &'a ResolvedOrigin,
+        _error: &'a std::io::Error,
+    ) -> BoxFuture<'a, ()> {
+        self.dead.lock().unwrap().push(origin.rtmp);
+        Box::pin(async {})
+    }
+}
+
+/// The RTMP proxy listening on a free loopback port in this process.
+struct Proxy {
+    addr: SocketAddr,
+    lifecycle: Lifecycle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(resolver: Arc<dyn OriginResolver>, limits: RtmpLimits) -> Self {
+        // Session logs (client address, stream key, why it ended) show with --nocapture.
+        log_to_test_output();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let lifecycle = Lifecycle::new(Duration::from_secs(1), Duration::from_secs(2));
+        let task = tokio::spawn(rtmp::serve(listener, resolver, limits, lifecycle.clone()));
+        Self {
+            addr,
+            lifecycle,
+            task,
+        }
+    }
+
+    fn url(&self, stream: &str) -> String {
+        format!("rtmp://{}/live/{stream}", self.addr)
+    }
+
+    /// The accept loop is still running (no panic took it down).
+    fn is_serving(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.lifecycle.terminate().cancel();
+        self.task.abort();
+    }
+}
 
 const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
 
@@ -32,7 +163,7 @@ fn addrs(origins: &[NginxRtmpOrigin]) -> Vec<SocketAddr> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
-    let origins = origins(3);
+    let origins = NginxRtmpOrigin::start_rtmp_only(3).unwrap();
     let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let leases = resolver.leases();
     let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
@@ -40,13 +171,15 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
     // The token in the query travels to the origin with the stream name.
     let mut publisher = publish(&format!("{}?token=secret", proxy.url("cam1")));
     assert!(
-        eventually(Duration::from_secs(15), || carriers(&origins, "cam1").len()
-            == 1)
-        .await,
+        eventually(Duration::from_secs(15), || carriers(
+            &origins, "live", "cam1"
+        )
+        .len()
+            == 1),
         "the stream never appeared on an origin"
     );
     assert_eq!(
-        carriers(&origins, "cam1"),
+        carriers(&origins, "live", "cam1"),
         vec![resolver.origin_of_stream("cam1")]
     );
     assert_eq!(
@@ -55,24 +188,22 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
         "the publisher holds one lease"
     );
 
-    playable(&proxy.url("cam1")).await.unwrap();
+    assert_plays_published(&proxy.url("cam1")).unwrap();
     // Played straight from the owning origin too: the proxy relayed media untouched.
     let direct = format!("rtmp://{}/live/cam1", resolver.origin_of_stream("cam1"));
-    playable(&direct).await.unwrap();
+    assert_plays_published(&direct).unwrap();
 
     publisher.ensure_running().unwrap();
     publisher.kill();
     assert!(
         eventually(Duration::from_secs(10), || leases.load(Ordering::SeqCst)
-            == 0)
-        .await,
+            == 0),
         "leases are released when sessions end"
     );
-    assert!(
-        eventually(Duration::from_secs(10), || carriers(&origins, "cam1")
-            .is_empty())
-        .await
-    );
+    assert!(eventually(Duration::from_secs(10), || carriers(
+        &origins, "live", "cam1"
+    )
+    .is_empty()));
 }
 
 /// Two proxy binaries share one redis-server; three origins heartbeat to A only. Thirty
@@ -82,9 +213,12 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_publisher() {
     let redis = RedisServer::start().unwrap();
-    let origins = origins(3);
+    let origins = NginxRtmpOrigin::start_rtmp_only(3).unwrap();
     // No heartbeat loop in this test: keep the registrations alive throughout.
-    let replica = || redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "300s")]);
+    let replica = || {
+        ProxyProcess::start_redis_replica(PROXY, &redis, &[("PROXY_ORIGIN_TTL", "300s".into())])
+            .unwrap()
+    };
     let replicas = [replica(), replica()];
     for (i, origin) in origins.iter().enumerate() {
         replicas[0]
@@ -100,18 +234,18 @@ async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_
         .enumerate()
         .map(|(i, o)| (format!("origin-{i}"), o.rtmp_addr()))
         .collect();
-    let url = |replica: &ProxyProcess, name: &str| format!("rtmp://{}/live/{name}", replica.rtmp);
 
     let names: Vec<String> = (0..30).map(|i| format!("stream{i}")).collect();
     let mut publishers: Vec<Publisher> = names
         .iter()
         .enumerate()
-        .map(|(i, name)| publish(&url(&replicas[i % 2], name)))
+        .map(|(i, name)| publish(&replicas[i % 2].rtmp_url("live", name)))
         .collect();
     let all_up = eventually(Duration::from_secs(40), || {
-        names.iter().all(|name| carriers(&origins, name).len() == 1)
-    })
-    .await;
+        names
+            .iter()
+            .all(|name| carriers(&origins, "live", name).len() == 1)
+    });
     let logs = || format!("A:\n{}\nB:\n{}", replicas[0].log(), replicas[1].log());
     assert!(
         all_up,
@@ -120,11 +254,11 @@ async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_
     );
 
     // Both replicas name the same owner, and it is the origin that carries the stream.
-    let (seen_by_a, seen_by_b) = (owners(&replicas[0]), owners(&replicas[1]));
+    let (seen_by_a, seen_by_b) = (replicas[0].owners(), replicas[1].owners());
     assert_eq!(seen_by_a, seen_by_b, "the replicas disagree on owners");
     let mut per_origin: HashMap<SocketAddr, usize> = HashMap::new();
     for name in &names {
-        let on = carriers(&origins, name);
+        let on = carriers(&origins, "live", name);
         let owner = seen_by_a
             .get(name)
             .unwrap_or_else(|| panic!("{name} has no owner"));
@@ -146,17 +280,30 @@ async fn two_replicas_on_redis_spread_thirty_streams_and_every_player_meets_its_
 
     // Every publisher meets its player through the other replica, ten players at a time.
     for batch in names.chunks(10) {
-        let probes = batch.iter().map(|name| {
-            let index = names.iter().position(|n| n == name).unwrap();
-            let through = url(&replicas[(index + 1) % 2], name);
-            async move { (through.clone(), playable(&through).await) }
+        std::thread::scope(|scope| {
+            let players: Vec<_> = batch
+                .iter()
+                .map(|name| {
+                    let index = names.iter().position(|n| n == name).unwrap();
+                    let through = replicas[(index + 1) % 2].rtmp_url("live", name);
+                    scope.spawn(move || {
+                        let seen = assert_plays_published(&through);
+                        (through, seen)
+                    })
+                })
+                .collect();
+            for player in players {
+                let (through, seen) = player.join().unwrap();
+                seen.unwrap_or_else(|err| panic!("{through}: {err:#}\n{}", logs()));
+            }
         });
-        for (through, seen) in futures::future::join_all(probes).await {
-            seen.unwrap_or_else(|err| panic!("{through}: {err:#}\n{}", logs()));
-        }
     }
     for name in &names {
-        assert_eq!(carriers(&origins, name).len(), 1, "{name} moved or doubled");
+        assert_eq!(
+            carriers(&origins, "live", name).len(),
+            1,
+            "{name} moved or doubled"
+        );
     }
     for publisher in &mut publishers {
         publisher.ensure_running().unwrap();
@@ -204,7 +351,7 @@ fn closed_by_proxy(mut socket: TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_closes_only_its_own_connection() {
-    let origins = origins(1);
+    let origins = NginxRtmpOrigin::start_rtmp_only(1).unwrap();
     let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(2),
@@ -213,12 +360,11 @@ async fn hostile_input_closes_only_its_own_connection() {
     };
     let proxy = Proxy::start(resolver, limits).await;
     let mut publisher = publish(&proxy.url("healthy"));
-    assert!(
-        eventually(Duration::from_secs(15), || carriers(&origins, "healthy")
-            .len()
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(15), || carriers(
+        &origins, "live", "healthy"
+    )
+    .len()
+        == 1));
     let addr = proxy.addr;
 
     let hostile = tokio::task::spawn_blocking(move || {
@@ -267,8 +413,8 @@ async fn hostile_input_closes_only_its_own_connection() {
     publisher
         .ensure_running()
         .expect("the healthy publisher was not disturbed");
-    assert_eq!(carriers(&origins, "healthy").len(), 1);
-    playable(&proxy.url("healthy")).await.unwrap();
+    assert_eq!(carriers(&origins, "live", "healthy").len(), 1);
+    assert_plays_published(&proxy.url("healthy")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,13 +428,11 @@ async fn unreachable_origin_and_connection_limit_refuse_cleanly() {
         ..Default::default()
     };
     let proxy = Proxy::start(resolver, limits).await;
-    let err = probe_once(&proxy.url("nowhere")).await.unwrap_err();
+    let err = probe(&proxy.url("nowhere"), Duration::from_secs(15)).unwrap_err();
     assert!(err.to_string().contains("failed"), "{err:#}");
-    assert!(
-        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
-            == 0)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || leases
+        .load(Ordering::SeqCst)
+        == 0));
 
     let addr = proxy.addr;
     let third_closed = tokio::task::spawn_blocking(move || {
@@ -431,7 +575,7 @@ async fn enhanced_rtmp_media_passes_through_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_for_a_dead_origin_land_on_a_live_one() {
-    let mut origins = origins(2);
+    let mut origins = NginxRtmpOrigin::start_rtmp_only(2).unwrap();
     let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let proxy = Proxy::start(resolver.clone(), RtmpLimits::default()).await;
     // A stream owned by the second origin, which then dies.
@@ -445,51 +589,49 @@ async fn publishes_for_a_dead_origin_land_on_a_live_one() {
     let mut publisher = publish(&proxy.url(&name));
     let survivor = &origins[..1];
     assert!(
-        eventually(Duration::from_secs(15), || carriers(survivor, &name).len()
-            == 1)
-        .await,
+        eventually(Duration::from_secs(15), || carriers(
+            survivor, "live", &name
+        )
+        .len()
+            == 1),
         "the publish did not reach the live origin"
     );
-    playable(&proxy.url(&name)).await.unwrap();
+    assert_plays_published(&proxy.url(&name)).unwrap();
     publisher.ensure_running().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_stops_accepting_while_relays_run_on() {
-    let origins = origins(1);
+    let origins = NginxRtmpOrigin::start_rtmp_only(1).unwrap();
     let resolver = Arc::new(TestResolver::new(addrs(&origins)));
     let leases = resolver.leases();
     let proxy = Proxy::start(resolver, RtmpLimits::default()).await;
     let mut publisher = publish(&proxy.url("draining"));
-    assert!(
-        eventually(Duration::from_secs(15), || carriers(&origins, "draining")
-            .len()
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(15), || carriers(
+        &origins, "live", "draining"
+    )
+    .len()
+        == 1));
 
     proxy.lifecycle.draining().cancel();
     let addr = proxy.addr;
     assert!(
-        eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_err()).await,
+        eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_err()),
         "the listener still accepts while draining"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     publisher
         .ensure_running()
         .expect("the running publish goes on while draining");
-    assert_eq!(carriers(&origins, "draining").len(), 1);
+    assert_eq!(carriers(&origins, "live", "draining").len(), 1);
 
     // End of the grace period: sessions are told to stop and release their leases.
     proxy.lifecycle.terminate().cancel();
-    assert!(
-        eventually(Duration::from_secs(5), || leases.load(Ordering::SeqCst)
-            == 0)
-        .await
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || carriers(&origins, "draining")
-            .is_empty())
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || leases
+        .load(Ordering::SeqCst)
+        == 0));
+    assert!(eventually(Duration::from_secs(10), || carriers(
+        &origins, "live", "draining"
+    )
+    .is_empty()));
 }

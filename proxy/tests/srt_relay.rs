@@ -2,12 +2,13 @@
 //! srt-live-transmit listeners as origins. Each test starts its own peers on free loopback
 //! ports; the proxy runs in the test's runtime.
 
+mod support;
+
 use std::{
     collections::HashMap,
     fs,
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -16,7 +17,9 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use originstack_e2e::{ChildGuard, free_udp_port};
+use originstack_e2e::{
+    LiveTransmit, Publisher, assert_plays_published, eventually, free_udp_port, probe,
+};
 use originstack_proxy::{
     config::SrtLimits,
     lifecycle::Lifecycle,
@@ -27,6 +30,7 @@ use originstack_proxy::{
         },
     },
 };
+use support::{Counted, log_to_test_output};
 use tempfile::TempDir;
 use tokio::net::UdpSocket;
 
@@ -39,14 +43,6 @@ struct MapResolver {
     routes: HashMap<String, SocketAddr>,
     seen: Mutex<Vec<StreamId>>,
     held: Arc<AtomicUsize>,
-}
-
-struct HeldGuard(Arc<AtomicUsize>);
-
-impl Drop for HeldGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl MapResolver {
@@ -81,10 +77,9 @@ impl OriginResolver for MapResolver {
                 .routes
                 .get(&key)
                 .ok_or(ResolveError::NoOrigin { stream: key })?;
-            self.held.fetch_add(1, Ordering::SeqCst);
             Ok(ResolvedOrigin {
                 addr,
-                guard: Box::new(HeldGuard(self.held.clone())),
+                guard: Box::new(Counted::new(&self.held)),
             })
         })
     }
@@ -99,12 +94,7 @@ struct Proxy {
 
 impl Proxy {
     async fn start(resolver: Arc<MapResolver>, limits: SrtLimits) -> Self {
-        let filter =
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
+        log_to_test_output();
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let stats = Arc::new(SrtStats::default());
@@ -148,159 +138,23 @@ fn test_limits() -> SrtLimits {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real peers
+// Real peers (srt-live-transmit origins and players, ffmpeg publishers: `originstack_e2e`)
 
-/// Waits until some process has UDP `port` bound on loopback or any address (read from
-/// /proc/net/udp so the check never takes the port itself).
-async fn wait_udp_bound(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let needle = format!(":{port:04X} ");
-    loop {
-        let table = fs::read_to_string("/proc/net/udp").unwrap_or_default()
-            + &fs::read_to_string("/proc/net/udp6").unwrap_or_default();
-        if table.lines().any(|line| {
-            line.split_whitespace()
-                .nth(1)
-                .is_some_and(|local| format!("{local} ").ends_with(&needle))
-        }) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing bound UDP port {port} within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `srt-live-transmit` with stdout and stderr to files in `dir`.
-fn live_transmit(dir: &Path, name: &str, args: &[&str]) -> ChildGuard {
-    let stdout = fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-    let stderr = fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    ChildGuard::spawn(
-        name,
-        Command::new("srt-live-transmit")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr),
-    )
-    .unwrap()
-}
-
-/// An SRT listener origin writing what it receives to `<dir>/origin.out`.
-async fn recording_origin(dir: &Path) -> (ChildGuard, SocketAddr) {
-    let port = free_udp_port();
-    let origin = live_transmit(
-        dir,
-        "origin",
-        &[
-            "-a:no",
-            &format!("srt://127.0.0.1:{port}?mode=listener"),
-            "file://con",
-        ],
-    );
-    wait_udp_bound(port, Duration::from_secs(5)).await;
-    (origin, SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
-/// ffmpeg encoding testsrc 320x240 H.264 + AAC in real time for `seconds`, muxed to MPEG-TS
-/// twice through the tee muxer: to `url` and to `<dir>/<name>.ts`, so what arrives can be
-/// compared byte for byte with what was sent.
-fn ffmpeg_publisher(dir: &Path, name: &str, url: &str, seconds: u32) -> ChildGuard {
-    let local = dir.join(format!("{name}.ts"));
-    let tee = format!("[f=mpegts]{url}|[f=mpegts]{}", local.display());
-    let stderr = fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let duration = seconds.to_string();
-    ChildGuard::spawn(
-        name,
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "warning", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-t", &duration, "-map", "0:v", "-map", "1:a"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "25",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "tee", &tee])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr),
-    )
-    .unwrap()
-}
-
-/// Waits for a peer to exit by itself.
-async fn wait_exit(mut child: ChildGuard, timeout: Duration) -> (ChildGuard, Option<ExitStatus>) {
-    tokio::task::spawn_blocking(move || {
-        let status = child.wait_timeout(timeout).unwrap();
-        (child, status)
-    })
-    .await
-    .unwrap()
-}
-
-/// Waits until `path` stops growing for `quiet`.
-async fn settled_len(path: &Path, quiet: Duration) -> usize {
-    let mut last = usize::MAX;
-    loop {
-        let len = fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0);
-        if len == last {
-            return len;
-        }
-        last = len;
-        tokio::time::sleep(quiet).await;
-    }
-}
-
-/// Codec names and the video size ffprobe finds in a file.
-fn probe(path: &Path) -> (Vec<String>, Option<(u64, u64)>) {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    let streams = json["streams"].as_array().cloned().unwrap_or_default();
-    let codecs = streams
-        .iter()
-        .filter_map(|s| s["codec_name"].as_str().map(str::to_owned))
-        .collect();
-    let size = streams
-        .iter()
-        .find_map(|s| Some((s["width"].as_u64()?, s["height"].as_u64()?)));
-    (codecs, size)
-}
-
-fn assert_h264_aac_320x240(path: &Path) {
-    let (codecs, size) = probe(path);
-    assert!(
-        codecs.contains(&"h264".to_owned()) && codecs.contains(&"aac".to_owned()),
-        "{path:?} has {codecs:?}"
-    );
-    assert_eq!(size, Some((320, 240)), "{path:?}");
+/// ffmpeg publishing `seconds` of testsrc 320x240 H.264 + AAC in real time to `url` as
+/// MPEG-TS, writing the very bytes it sends to `copy` too, so what arrives can be compared
+/// byte for byte with what was sent.
+fn publish(url: &str, copy: &Path, seconds: u64) -> Publisher {
+    Publisher::builder(url)
+        .duration(Duration::from_secs(seconds))
+        .copy_to(copy)
+        .start()
+        .unwrap()
 }
 
 /// What the origin recorded must be what ffmpeg sent for `seconds`: a prefix of the local copy
 /// missing at most its last second (libsrt drops what is still in flight or in the receiver's
 /// latency window when the publisher closes; how much depends on the machine's load).
-fn assert_prefix_of(received: &Path, sent: &Path, seconds: u32) {
+fn assert_prefix_of(received: &Path, sent: &Path, seconds: u64) {
     let received_bytes = fs::read(received).unwrap();
     let sent_bytes = fs::read(sent).unwrap();
     eprintln!(
@@ -327,45 +181,31 @@ fn assert_prefix_of(received: &Path, sent: &Path, seconds: u32) {
     );
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn wait_until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    assert!(
+        eventually(timeout, condition),
+        "{what} not reached within {timeout:?}"
+    );
 }
 
 /// A recording origin for live/cam and a proxy resolving to it.
-async fn proxy_to_recording_origin(
-    dir: &Path,
-    limits: SrtLimits,
-) -> (ChildGuard, Arc<MapResolver>, Proxy) {
-    let (origin, origin_addr) = recording_origin(dir).await;
+async fn proxy_to_recording_origin(limits: SrtLimits) -> (LiveTransmit, Arc<MapResolver>, Proxy) {
+    let (origin, origin_addr) = LiveTransmit::recording_listener().unwrap();
     let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
     let proxy = Proxy::start(resolver.clone(), limits).await;
     (origin, resolver, proxy)
 }
 
-/// Waits for the ffmpeg peer `name` to finish, successfully.
-async fn wait_ffmpeg_done(dir: &Path, name: &str, ffmpeg: ChildGuard) {
-    let (_ffmpeg, status) = wait_exit(ffmpeg, Duration::from_secs(30)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{name} failed: {}",
-        read_log(dir, name)
-    );
+/// Once the publisher (of `seconds` of media, a copy in `sent`) is done: the recording origin
+/// wrote what the publisher sent.
+fn assert_recorded_intact(origin: &LiveTransmit, sent: &Path, seconds: u64) {
+    origin.wait_output_settled(Duration::from_millis(500));
+    assert_prefix_of(origin.output(), sent, seconds);
 }
 
-/// Once the publisher (of `seconds` of media) is done: the recording origin wrote what the
-/// publisher sent.
-async fn assert_recorded_intact(dir: &Path, seconds: u32) -> PathBuf {
-    let recorded = dir.join("origin.out");
-    settled_len(&recorded, Duration::from_millis(500)).await;
-    assert_prefix_of(&recorded, &dir.join("publisher.ts"), seconds);
-    recorded
+/// What `path` holds decodes as H.264 + AAC 320x240, what the publishers send.
+fn assert_media(path: &Path) {
+    assert_plays_published(path.to_str().unwrap()).unwrap();
 }
 
 /// The resolver was asked once, for live/cam, in the given mode.
@@ -383,14 +223,14 @@ fn assert_resolved_once(resolver: &MapResolver, publish: bool) {
 }
 
 /// Every session is gone and every origin guard released.
-async fn wait_cleanup(proxy: &Proxy, resolver: &MapResolver) {
+fn wait_cleanup(proxy: &Proxy, resolver: &MapResolver) {
     wait_until("session cleanup", Duration::from_secs(5), || {
         proxy.active() == 0 && resolver.held() == 0
-    })
-    .await;
+    });
 }
 
 const PUBLISH: &str = "#!::r=live/cam,m=publish";
+const FINISH: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -398,23 +238,20 @@ const PUBLISH: &str = "#!::r=live/cam,m=publish";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publish_reaches_the_origin_intact() {
     let dir = TempDir::new().unwrap();
-    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
+    let sent = dir.path().join("publisher.ts");
+    let (origin, resolver, proxy) = proxy_to_recording_origin(test_limits()).await;
 
-    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 4);
-    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
+    let mut publisher = publish(&proxy.url(PUBLISH), &sent, 4);
+    publisher.wait_done(FINISH).unwrap();
 
-    let recorded = assert_recorded_intact(dir.path(), 4).await;
-    assert_h264_aac_320x240(&recorded);
+    assert_recorded_intact(&origin, &sent, 4);
+    assert_media(origin.output());
 
     assert_resolved_once(&resolver, true);
     // ffmpeg closed the connection: the session is gone and its guard released.
-    wait_cleanup(&proxy, &resolver).await;
+    wait_cleanup(&proxy, &resolver);
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
     assert!(SrtStats::get(&proxy.stats.to_origin) > 100);
-}
-
-fn read_log(dir: &Path, name: &str) -> String {
-    fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
 
 /// Position of `received` inside `sent` (a player joins a live stream midway).
@@ -430,56 +267,35 @@ fn find_within(received: &[u8], sent: &[u8]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn play_from_an_origin_fed_by_ffmpeg() {
     let dir = TempDir::new().unwrap();
-    let (udp_port, srt_port) = (free_udp_port(), free_udp_port());
-    let _origin = live_transmit(
-        dir.path(),
-        "origin",
-        &[
-            &format!("udp://127.0.0.1:{udp_port}"),
-            &format!("srt://127.0.0.1:{srt_port}?mode=listener"),
-        ],
-    );
-    wait_udp_bound(srt_port, Duration::from_secs(5)).await;
-    let resolver = MapResolver::new(&[("live/cam", SocketAddr::from(([127, 0, 0, 1], srt_port)))]);
+    let fed = dir.path().join("feeder.ts");
+    let input = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let (_origin, origin_addr) = LiveTransmit::udp_fed_listener(input).unwrap();
+    let resolver = MapResolver::new(&[("live/cam", origin_addr)]);
     let proxy = Proxy::start(resolver.clone(), test_limits()).await;
 
-    let feeder = ffmpeg_publisher(
-        dir.path(),
-        "feeder",
-        &format!("udp://127.0.0.1:{udp_port}?pkt_size=1316"),
-        6,
-    );
-    let mut player = live_transmit(
-        dir.path(),
-        "player",
-        &[
-            "-a:no",
-            &proxy.url("#!::r=live/cam,m=request"),
-            "file://con",
-        ],
-    );
-    wait_ffmpeg_done(dir.path(), "feeder", feeder).await;
-    let played = dir.path().join("player.out");
-    settled_len(&played, Duration::from_millis(500)).await;
+    let mut feeder = publish(&format!("udp://{input}?pkt_size=1316"), &fed, 6);
+    let mut player = LiveTransmit::record(&proxy.url("#!::r=live/cam,m=request")).unwrap();
+    feeder.wait_done(FINISH).unwrap();
+    player.wait_output_settled(Duration::from_millis(500));
     player.kill();
 
-    let received = fs::read(&played).unwrap();
-    let sent = fs::read(dir.path().join("feeder.ts")).unwrap();
+    let received = fs::read(player.output()).unwrap();
+    let sent = fs::read(&fed).unwrap();
     eprintln!("played {} bytes of {} fed", received.len(), sent.len());
     assert!(
         received.len() > sent.len() / 2,
         "only {} of {} bytes played\n{}",
         received.len(),
         sent.len(),
-        read_log(dir.path(), "player")
+        player.log()
     );
     assert!(
         find_within(&received, &sent).is_some(),
         "what played is not a contiguous part of what was fed"
     );
-    assert_h264_aac_320x240(&played);
+    assert_media(player.output());
     assert_resolved_once(&resolver, false);
-    wait_cleanup(&proxy, &resolver).await;
+    wait_cleanup(&proxy, &resolver);
 }
 
 /// Datagrams a hostile or broken peer may send to the SRT port.
@@ -527,8 +343,9 @@ fn garbage_datagrams(proxy: SocketAddr, count: usize) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_datagrams_do_not_disturb_a_running_session() {
     let dir = TempDir::new().unwrap();
-    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
-    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 4);
+    let sent_copy = dir.path().join("publisher.ts");
+    let (origin, resolver, proxy) = proxy_to_recording_origin(test_limits()).await;
+    let mut publisher = publish(&proxy.url(PUBLISH), &sent_copy, 4);
 
     let garbage = garbage_datagrams(proxy.addr, 3000);
     let sent = garbage.len() as u64;
@@ -542,10 +359,10 @@ async fn garbage_datagrams_do_not_disturb_a_running_session() {
         }
     });
 
-    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
+    publisher.wait_done(FINISH).unwrap();
     thrower.await.unwrap();
-    let recorded = assert_recorded_intact(dir.path(), 4).await;
-    assert_h264_aac_320x240(&recorded);
+    assert_recorded_intact(&origin, &sent_copy, 4);
+    assert_media(origin.output());
     assert_eq!(
         SrtStats::get(&proxy.stats.garbage),
         sent,
@@ -556,30 +373,24 @@ async fn garbage_datagrams_do_not_disturb_a_running_session() {
         1,
         "no session from a forged conclusion"
     );
-    wait_cleanup(&proxy, &resolver).await;
+    wait_cleanup(&proxy, &resolver);
 }
 
-/// Plays `url` with ffprobe (libsrt caller; srt-live-transmit exits 0 even when refused):
-/// its exit status, how long it took, and its log.
-async fn connect_once(url: &str) -> (Option<ExitStatus>, Duration, String) {
-    let started = Instant::now();
+/// Plays `url` once with ffprobe (a libsrt caller; srt-live-transmit exits 0 even when
+/// refused): whether it failed, with ffprobe's complaint, and how long that took.
+async fn connect_once(url: &str) -> (Result<String, String>, Duration) {
     let url = url.to_owned();
-    let output = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio::process::Command::new("ffprobe")
-            .args(["-v", "error", &url])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await;
-    match output {
-        Ok(Ok(output)) => (
-            Some(output.status),
-            started.elapsed(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        ),
-        _ => (None, started.elapsed(), "ffprobe did not finish".to_owned()),
-    }
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let played = probe(&url, Duration::from_secs(15));
+        let outcome = match played {
+            Ok(found) => Ok(format!("played {found:?}")),
+            Err(err) => Err(format!("{err:#}")),
+        };
+        (outcome, started.elapsed())
+    })
+    .await
+    .unwrap()
 }
 
 /// A caller written with the proxy's codec, so the exact answer can be checked: induction,
@@ -651,7 +462,8 @@ async fn raw_handshake(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_origins_are_refused_without_stalling_other_sessions() {
     let dir = TempDir::new().unwrap();
-    let (_origin, origin_addr) = recording_origin(dir.path()).await;
+    let sent = dir.path().join("publisher.ts");
+    let (origin, origin_addr) = LiveTransmit::recording_listener().unwrap();
     // An origin that swallows everything, and one where nothing listens.
     let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let closed = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
@@ -661,7 +473,7 @@ async fn dead_origins_are_refused_without_stalling_other_sessions() {
         ("live/closed", closed),
     ]);
     let proxy = Proxy::start(resolver.clone(), test_limits()).await;
-    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
+    let mut publisher = publish(&proxy.url(PUBLISH), &sent, 5);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (blackhole_url, closed_url) = (
@@ -670,11 +482,10 @@ async fn dead_origins_are_refused_without_stalling_other_sessions() {
     );
     let (swallowed, refused) =
         tokio::join!(connect_once(&blackhole_url), connect_once(&closed_url));
-    for (name, (status, took, log)) in [("blackhole", swallowed), ("closed", refused)] {
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{name}: caller should fail: {log}"
-        );
+    for (name, (outcome, took)) in [("blackhole", swallowed), ("closed", refused)] {
+        let Err(log) = &outcome else {
+            panic!("{name}: caller should fail: {outcome:?}");
+        };
         assert!(
             took < Duration::from_secs(5),
             "{name}: refusal took {took:?}"
@@ -682,16 +493,15 @@ async fn dead_origins_are_refused_without_stalling_other_sessions() {
         eprintln!("{name}: refused after {took:?}: {}", log.trim());
     }
 
-    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path(), 5).await;
+    publisher.wait_done(FINISH).unwrap();
+    assert_recorded_intact(&origin, &sent, 5);
     assert!(SrtStats::get(&proxy.stats.rejected) >= 2);
-    wait_cleanup(&proxy, &resolver).await;
+    wait_cleanup(&proxy, &resolver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
-    let dir = TempDir::new().unwrap();
-    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
+    let (_origin, resolver, proxy) = proxy_to_recording_origin(test_limits()).await;
     let cases = [
         (
             "encrypted",
@@ -724,11 +534,10 @@ async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
     ];
     for (name, url, streamid, encryption, reason) in cases {
         // libsrt sees a refusal, not its 3 s connect timeout.
-        let (status, took, log) = connect_once(&url).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{name}: caller should fail: {log}"
-        );
+        let (outcome, took) = connect_once(&url).await;
+        let Err(log) = &outcome else {
+            panic!("{name}: caller should fail: {outcome:?}");
+        };
         assert!(
             took < Duration::from_millis(2500),
             "{name}: refusal took {took:?}: {log}"
@@ -752,23 +561,17 @@ async fn callers_the_proxy_cannot_serve_are_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_clients_time_out_and_the_origin_is_told() {
-    let dir = TempDir::new().unwrap();
     let limits = SrtLimits {
         idle_timeout: Duration::from_millis(1500),
         ..SrtLimits::default()
     };
-    let (origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), limits).await;
+    let (mut origin, resolver, proxy) = proxy_to_recording_origin(limits).await;
     // A publisher with nothing to send: only keepalives and ACKs flow.
     let idle_source = format!("udp://127.0.0.1:{}", free_udp_port());
-    let mut client = live_transmit(
-        dir.path(),
-        "client",
-        &["-a:no", &idle_source, &proxy.url(PUBLISH)],
-    );
+    let mut client = LiveTransmit::start(&["-a:no", &idle_source, &proxy.url(PUBLISH)]).unwrap();
     wait_until("session relaying", Duration::from_secs(5), || {
         SrtStats::get(&proxy.stats.to_client) > 0
-    })
-    .await;
+    });
     // Keepalives keep it open well past the idle timeout.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(proxy.active(), 1, "a quiet but alive session stays");
@@ -778,14 +581,13 @@ async fn silent_clients_time_out_and_the_origin_is_told() {
     let vanished = Instant::now();
     wait_until("idle session cleanup", Duration::from_secs(4), || {
         proxy.active() == 0 && resolver.held() == 0
-    })
-    .await;
+    });
     // The proxy's SHUTDOWN ends the origin's connection; on its own libsrt would wait 5 s+.
-    let (_origin, status) = wait_exit(origin, Duration::from_secs(10)).await;
+    let status = origin.wait(Duration::from_secs(10)).unwrap();
     assert!(
         status.is_some(),
         "the origin kept the connection: {}",
-        read_log(dir.path(), "origin")
+        origin.log()
     );
     let took = vanished.elapsed();
     assert!(
@@ -798,29 +600,28 @@ async fn silent_clients_time_out_and_the_origin_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_refuses_new_callers_and_keeps_relaying() {
     let dir = TempDir::new().unwrap();
-    let (_origin, resolver, proxy) = proxy_to_recording_origin(dir.path(), test_limits()).await;
-    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
+    let sent = dir.path().join("publisher.ts");
+    let (origin, resolver, proxy) = proxy_to_recording_origin(test_limits()).await;
+    let mut publisher = publish(&proxy.url(PUBLISH), &sent, 5);
     wait_until("session relaying", Duration::from_secs(5), || {
         SrtStats::get(&proxy.stats.to_client) > 0
-    })
-    .await;
+    });
 
     let lifecycle = proxy.lifecycle.clone();
     let drain = tokio::spawn(async move { lifecycle.drain().await });
     wait_until("draining", Duration::from_secs(1), || {
         proxy.lifecycle.is_draining()
-    })
-    .await;
-    let (status, took, log) = connect_once(&proxy.url("#!::r=live/cam,m=request")).await;
+    });
+    let (outcome, took) = connect_once(&proxy.url("#!::r=live/cam,m=request")).await;
     assert!(
-        status.is_some_and(|s| !s.success()) && took < Duration::from_millis(2500),
-        "{took:?} {log}"
+        outcome.is_err() && took < Duration::from_millis(2500),
+        "{took:?} {outcome:?}"
     );
     let refusal = raw_handshake(proxy.addr, Some("#!::r=live/cam,m=request"), 0).await;
     assert_eq!(refusal, HandshakeType::Rejection(RejectReason::DOWN));
 
-    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path(), 5).await;
+    publisher.wait_done(FINISH).unwrap();
+    assert_recorded_intact(&origin, &sent, 5);
     // The last session ended: the listener stops and the drain completes before its grace.
     tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -828,25 +629,24 @@ async fn draining_refuses_new_callers_and_keeps_relaying() {
         .unwrap();
     wait_until("listener stopped", Duration::from_secs(2), || {
         proxy.task.is_finished()
-    })
-    .await;
+    });
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
-    wait_cleanup(&proxy, &resolver).await;
+    wait_cleanup(&proxy, &resolver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_address_cannot_take_more_than_its_share() {
     let dir = TempDir::new().unwrap();
+    let sent = dir.path().join("publisher.ts");
     let limits = SrtLimits {
         max_sessions_per_client: 1,
         ..test_limits()
     };
-    let (_origin, _resolver, proxy) = proxy_to_recording_origin(dir.path(), limits).await;
-    let publisher = ffmpeg_publisher(dir.path(), "publisher", &proxy.url(PUBLISH), 5);
+    let (origin, _resolver, proxy) = proxy_to_recording_origin(limits).await;
+    let mut publisher = publish(&proxy.url(PUBLISH), &sent, 5);
     wait_until("session relaying", Duration::from_secs(5), || {
         SrtStats::get(&proxy.stats.to_client) > 0
-    })
-    .await;
+    });
     // A second caller from the same IP (127.0.0.1) is refused at the induction already.
     assert_eq!(
         raw_handshake(proxy.addr, Some("#!::r=live/other,m=request"), 0).await,
@@ -854,6 +654,6 @@ async fn one_client_address_cannot_take_more_than_its_share() {
     );
     assert_eq!(SrtStats::get(&proxy.stats.refused_per_client), 1);
     assert_eq!(proxy.active(), 1);
-    wait_ffmpeg_done(dir.path(), "publisher", publisher).await;
-    assert_recorded_intact(dir.path(), 5).await;
+    publisher.wait_done(FINISH).unwrap();
+    assert_recorded_intact(&origin, &sent, 5);
 }

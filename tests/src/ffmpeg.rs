@@ -63,6 +63,7 @@ pub struct PublisherBuilder {
     fps: u32,
     duration: Option<Duration>,
     container: Option<Container>,
+    copy: Option<PathBuf>,
 }
 
 impl PublisherBuilder {
@@ -87,6 +88,13 @@ impl PublisherBuilder {
     /// Overrides the container chosen from the URL.
     pub fn container(mut self, container: Container) -> Self {
         self.container = Some(container);
+        self
+    }
+
+    /// Also writes exactly what is sent to the file `path` (the tee muxer, one encoding for
+    /// both), so what arrives can be compared byte for byte with what left.
+    pub fn copy_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.copy = Some(path.into());
         self
     }
 
@@ -142,7 +150,7 @@ impl PublisherBuilder {
             "0",
         ]);
         push(&["-c:a", "aac", "-b:a", "64k"]);
-        Publisher::spawn(self.url, &args, container)
+        Publisher::spawn(self.url, &args, container, self.copy.as_deref())
     }
 }
 
@@ -167,17 +175,42 @@ impl Publisher {
         let args: Vec<String> = ["-re", "-stream_loop", "-1", "-i", &sample, "-c", "copy"]
             .map(String::from)
             .into();
-        Self::spawn(url, &args, container)
+        Self::spawn(url, &args, container, None)
     }
 
-    /// Runs ffmpeg with `media_args` (inputs and codecs), writing `container` to `url`.
-    fn spawn(url: String, media_args: &[String], container: Container) -> anyhow::Result<Self> {
-        let mut output: Vec<String> = vec!["-f".into(), container.ffmpeg_format().into()];
-        if container == Container::Flv {
-            // A live target cannot seek back to patch duration and size in the header.
-            output.extend(["-flvflags".into(), "no_duration_filesize".into()]);
+    /// Runs ffmpeg with `media_args` (inputs and codecs), writing `container` to `url` and,
+    /// with `copy`, the same bytes to that file.
+    fn spawn(
+        url: String,
+        media_args: &[String],
+        container: Container,
+        copy: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let format = container.ffmpeg_format();
+        // A live target cannot seek back to patch duration and size in the FLV header.
+        let flv = container == Container::Flv;
+        let mut output = vec!["-f".to_owned()];
+        match copy {
+            None => {
+                output.push(format.into());
+                if flv {
+                    output.extend(["-flvflags".into(), "no_duration_filesize".into()]);
+                }
+                output.push(url.clone());
+            }
+            Some(copy) => {
+                let live = if flv {
+                    ":flvflags=no_duration_filesize"
+                } else {
+                    ""
+                };
+                output.push("tee".into());
+                output.push(format!(
+                    "[f={format}{live}]{url}|[f={format}]{}",
+                    copy.display()
+                ));
+            }
         }
-        output.push(url.clone());
         let run = FfmpegRun::spawn("publisher", url, &[media_args, &output].concat())?;
         Ok(Self { run })
     }
@@ -190,6 +223,7 @@ impl Publisher {
             fps: 25,
             duration: None,
             container: None,
+            copy: None,
         }
     }
 
@@ -222,6 +256,19 @@ impl Publisher {
     /// Waits for ffmpeg to end by itself (after a [`PublisherBuilder::duration`]).
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         self.run.wait(timeout)
+    }
+
+    /// Waits for ffmpeg to end by itself (after a [`PublisherBuilder::duration`]) and fails,
+    /// with its log, unless it sent everything and exited cleanly.
+    pub fn wait_done(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let status = self.wait(timeout)?;
+        ensure!(
+            status.success(),
+            "ffmpeg publishing to {} ended with {status}; its log:\n{}",
+            self.url(),
+            self.log()
+        );
+        Ok(())
     }
 
     /// Stops like an operator pressing Ctrl-C: ffmpeg closes the stream properly (FLV
@@ -530,6 +577,12 @@ impl Expect {
         }
     }
 
+    /// What a [`Publisher`] sends unless told otherwise ([`Publisher::start`],
+    /// [`Publisher::looping_sample`]): H.264 320x240 and AAC.
+    pub fn published() -> Self {
+        Self::h264_aac(320, 240)
+    }
+
     /// Why `probe` does not meet this expectation, if it does not.
     pub fn mismatch(&self, probe: &ProbeResult) -> Option<String> {
         let mut problems = Vec::new();
@@ -605,6 +658,12 @@ pub fn assert_playable(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// [`assert_playable`] as [`Expect::published`], allowing 30 s for the stream to appear: a
+/// player at `url` meets a default [`Publisher`] (a file path works too).
+pub fn assert_plays_published(url: &str) -> anyhow::Result<()> {
+    assert_playable(url, &Expect::published(), Duration::from_secs(30)).map(drop)
 }
 
 /// A 10 s H.264 + AAC FLV of `testsrc` (320x240, 25 fps, a keyframe a second, 1 kHz tone),

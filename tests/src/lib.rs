@@ -1,5 +1,6 @@
-//! Real peers for tests (redis-server, nginx with the RTMP module, ffmpeg/ffprobe, the
-//! OriginStack binaries), started on free loopback ports and stopped on drop.
+//! Real peers for tests (redis-server, nginx with the RTMP module, ffmpeg/ffprobe,
+//! srt-live-transmit, the OriginStack binaries), started on free loopback ports and stopped on
+//! drop.
 //!
 //! Every helper here starts a real process; nothing is mocked. Tests using them run in
 //! parallel: ports come from [`free_port`], files from a per-peer temporary directory.
@@ -26,13 +27,21 @@ pub mod proxy;
 pub mod redis;
 /// SRS origins' heartbeats, exactly as SRS sends them.
 pub mod srs;
+/// srt-live-transmit (libsrt) as SRT origins, players and publishers.
+pub mod srt;
+/// Polling a condition until it holds.
+pub mod wait;
 /// A real WebRTC stack (str0m) as WHIP/WHEP client and as a minimal SRS-like origin.
 pub mod webrtc;
 
 pub use ffmpeg::{
-    Container, Expect, Player, ProbeResult, ProbedStream, Publisher, assert_playable, probe,
-    probe_with_options, srt_caller_url,
+    Container, Expect, Player, ProbeResult, ProbedStream, Publisher, assert_playable,
+    assert_plays_published, probe, probe_with_options, srt_caller_url,
 };
-pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream};
-pub use process::{ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp};
+pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream, carriers};
+pub use process::{
+    ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp, wait_for_udp,
+};
 pub use proxy::{Heartbeat, ProxyProcess, http_request};
+pub use srt::LiveTransmit;
+pub use wait::eventually;

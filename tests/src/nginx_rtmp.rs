@@ -101,6 +101,18 @@ impl NginxRtmpOrigin {
         Self::start_with(NginxRtmpConfig::default())
     }
 
+    /// Starts `n` origins without HLS, for tests that only relay RTMP (HLS muxing costs CPU).
+    pub fn start_rtmp_only(n: usize) -> anyhow::Result<Vec<Self>> {
+        (0..n)
+            .map(|_| {
+                Self::start_with(NginxRtmpConfig {
+                    hls: false,
+                    ..NginxRtmpConfig::default()
+                })
+            })
+            .collect()
+    }
+
     /// Starts an origin and waits until both its RTMP and HTTP ports serve.
     pub fn start_with(config: NginxRtmpConfig) -> anyhow::Result<Self> {
         ensure!(
@@ -383,6 +395,16 @@ impl NginxRtmpOrigin {
         std::fs::read_to_string(self.dir.path().join("error.log"))
             .unwrap_or_else(|err| format!("(no error log: {err})"))
     }
+}
+
+/// The RTMP addresses of those of `origins` that carry a published `app/stream` right now
+/// (an origin that cannot answer counts as not carrying it).
+pub fn carriers(origins: &[NginxRtmpOrigin], app: &str, stream: &str) -> Vec<SocketAddr> {
+    origins
+        .iter()
+        .filter(|origin| origin.has_stream(app, stream).unwrap_or(false))
+        .map(NginxRtmpOrigin::rtmp_addr)
+        .collect()
 }
 
 enum StartFailure {

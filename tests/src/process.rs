@@ -1,4 +1,5 @@
-//! Child processes that die with their guard, and free loopback ports.
+//! Child processes that die with their guard, free loopback ports, and waiting for a port
+//! to be taken.
 
 use std::{
     collections::HashSet,
@@ -129,6 +130,30 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
             "nothing listens on {addr} after {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until some process has UDP `port` bound, on loopback or any address. Read from
+/// `/proc/net/udp` and `/proc/net/udp6` (Linux), so the check never takes the port itself.
+pub fn wait_for_udp(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let needle = format!(":{port:04X} ");
+    loop {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default()
+            + &std::fs::read_to_string("/proc/net/udp6").unwrap_or_default();
+        let bound = table.lines().any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| format!("{local} ").ends_with(&needle))
+        });
+        if bound {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nothing bound UDP port {port} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -2,9 +2,10 @@
 //! `PROXY_*` variables exactly as a user would.
 
 use std::{
+    collections::HashMap,
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
-    process::{Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{ChildGuard, free_port, wait_for_tcp};
+use anyhow::Context as _;
+
+use crate::{ChildGuard, free_port, redis::RedisServer, wait_for_tcp};
 
 /// A running proxy; killed on drop.
 pub struct ProxyProcess {
@@ -38,23 +41,18 @@ impl ProxyProcess {
         let (system, rtmp, http) = (port(free_port()), port(free_port()), port(free_port()));
         let api = port(free_port());
         let (webrtc, srt) = (port(crate::free_udp_port()), port(crate::free_udp_port()));
-        let mut command = Command::new(binary);
+        let listeners = [
+            ("PROXY_SYSTEM_API", system),
+            ("PROXY_RTMP_SERVER", rtmp),
+            ("PROXY_HTTP_SERVER", http),
+            ("PROXY_HTTP_API", api),
+            ("PROXY_WEBRTC_SERVER", webrtc),
+            ("PROXY_SRT_SERVER", srt),
+        ];
+        let mut command = command(binary, dir.path(), &listeners, envs);
         command
-            .env_clear()
-            .current_dir(dir.path())
-            .env("PROXY_SYSTEM_API", system.to_string())
-            .env("PROXY_RTMP_SERVER", rtmp.to_string())
-            .env("PROXY_HTTP_SERVER", http.to_string())
-            .env("PROXY_HTTP_API", api.to_string())
-            .env("PROXY_WEBRTC_SERVER", webrtc.to_string())
-            .env("PROXY_SRT_SERVER", srt.to_string())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
-        for (name, value) in envs {
-            command.env(name, value);
-        }
         let process = ChildGuard::spawn("originstack-proxy", &mut command)?;
         let proxy = Self {
             process,
@@ -74,8 +72,51 @@ impl ProxyProcess {
         Ok(proxy)
     }
 
+    /// A replica of a Redis-backed proxy fleet: [`ProxyProcess::start`] with the load balancer
+    /// on `redis`, plus `envs`.
+    pub fn start_redis_replica(
+        binary: &str,
+        redis: &RedisServer,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let mut all = vec![
+            ("PROXY_LOAD_BALANCER_TYPE", "redis".to_owned()),
+            ("PROXY_REDIS_URL", redis.url()),
+        ];
+        all.extend_from_slice(envs);
+        Self::start(binary, &all)
+    }
+
+    /// Runs `binary` with `args` (e.g. `--help`) and `envs` to its end, in the same clean
+    /// environment [`ProxyProcess::start`] gives it but with no listener to wait for; its exit
+    /// status, stdout and stderr. Fails if it has not ended within 30 s.
+    pub fn run(binary: &str, args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<Output> {
+        let dir = tempfile::tempdir()?;
+        let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let mut command = command(binary, dir.path(), &[], envs);
+        command
+            .args(args)
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?);
+        let mut process = ChildGuard::spawn(format!("originstack-proxy {args:?}"), &mut command)?;
+        let timeout = Duration::from_secs(30);
+        let status = process
+            .wait_timeout(timeout)?
+            .with_context(|| format!("originstack-proxy {args:?} still runs after {timeout:?}"))?;
+        Ok(Output {
+            status,
+            stdout: std::fs::read(&stdout)?,
+            stderr: std::fs::read(&stderr)?,
+        })
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `rtmp://{rtmp}/{app}/{stream}`: publish or play through this proxy.
+    pub fn rtmp_url(&self, app: &str, stream: &str) -> String {
+        format!("rtmp://{}/{app}/{stream}", self.rtmp)
     }
 
     /// Registers an origin through the register API as an SRS heartbeat would.
@@ -113,6 +154,47 @@ impl ProxyProcess {
     pub fn metrics(&self) -> anyhow::Result<String> {
         Ok(http_request(self.system, "GET", "/metrics", &[], "")?.1)
     }
+
+    /// Stream name (the last part of its key) → the `server` of the origin owning it, as
+    /// `/api/v1/streams` lists them; empty when the proxy cannot answer.
+    pub fn owners(&self) -> HashMap<String, String> {
+        let Ok((200, body)) = http_request(self.system, "GET", "/api/v1/streams", &[], "") else {
+            return HashMap::new();
+        };
+        let listing: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        listing["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let name = s["stream"].as_str()?.rsplit('/').next()?.to_owned();
+                Some((name, s["origin"].as_str()?.to_owned()))
+            })
+            .collect()
+    }
+}
+
+/// The proxy binary run in `dir` with none of the caller's environment: `RUST_LOG=info`, the
+/// `listeners`' addresses, then `envs` (which may override both).
+fn command(
+    binary: &str,
+    dir: &Path,
+    listeners: &[(&str, SocketAddr)],
+    envs: &[(&str, String)],
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    for (name, addr) in listeners {
+        command.env(name, addr.to_string());
+    }
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command
 }
 
 /// The value of `sample` (a metric name with its labels, as exposed) in a Prometheus text
@@ -187,29 +269,38 @@ impl Drop for Heartbeat {
 }
 
 /// One blocking HTTP/1.1 request (Connection: close); returns status and raw body (chunked
-/// bodies are decoded). Raw on purpose: tests send malformed requests exactly as written.
+/// bodies are decoded). Raw on purpose: tests send malformed and oversized bodies exactly as
+/// written.
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let body = body.as_ref();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connect to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut request = format!(
+    let mut head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes())?;
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // The server may answer (413) and close before reading a large body, and then reset the
+    // connection: what it answered counts, not the failed write or the reset after it.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    if let Err(err) = stream.read_to_end(&mut raw)
+        && (raw.is_empty() || err.kind() != std::io::ErrorKind::ConnectionReset)
+    {
+        return Err(anyhow::Error::from(err).context(format!("read the answer from {addr}")));
+    }
     Ok(parse_response(&raw))
 }
 

@@ -70,6 +70,14 @@ impl SrsHeartbeat {
         }
     }
 
+    /// With `heartbeat.summaries on`, reporting `cpu_percent` for the SRS process itself (the
+    /// load figure the proxy ranks origins by).
+    pub fn with_cpu_percent(mut self, cpu_percent: f64) -> Self {
+        // As `srs_api_dump_summaries` lays it out: everything under `data`.
+        self.summaries = Some(json!({"data": {"ok": true, "self": {"cpu_percent": cpu_percent}}}));
+        self
+    }
+
     /// The JSON body SRS posts.
     pub fn body(&self) -> Value {
         let mut body = json!({

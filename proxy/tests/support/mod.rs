@@ -1,15 +1,23 @@
-//! Shared by the proxy's integration tests: backends under test, origins, a raw HTTP client.
+//! Shared by the proxy's integration tests: backends under test, origins, a raw HTTP client
+//! for a server in the test's runtime, leases that count themselves for test resolvers, logs
+//! of a listener in the test's runtime.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use originstack_e2e::redis::{RedisCluster, RedisServer};
+use originstack_e2e::{
+    redis::{RedisCluster, RedisServer},
+    srs::SrsHeartbeat,
+};
 use originstack_proxy::origins::{
     LoadBalancer, MemoryBalancer, Origin, RedisBalancer, RedisSettings, Timing, parse_heartbeat,
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
 };
 
 /// A backend under test, with the redis-server it talks to (if any) kept alive alongside.
@@ -98,18 +106,23 @@ pub async fn owned_counts(lb: &Arc<dyn LoadBalancer>) -> Vec<u64> {
     origins.iter().map(|o| o.streams_owned).collect()
 }
 
-/// An origin as an SRS heartbeat would announce it.
+/// An origin as an SRS heartbeat announces it: on loopback with RTMP, HTTP and SRT ports, the
+/// service id of an SRS process with `pid`, and its load figure.
 pub fn origin(server: &str, pid: u32, cpu_percent: f64) -> Origin {
-    let heartbeat = serde_json::json!({
-        "ip": "127.0.0.1", "server": server, "service": format!("svc-{pid}"), "pid": pid.to_string(),
-        "rtmp": ["19350"], "http": ["tcp://:8080"], "srt": ["udp://0.0.0.0:10080"],
-        "summaries": {"data": {"self": {"cpu_percent": cpu_percent}}},
-    });
-    parse_heartbeat(heartbeat.to_string().as_bytes()).expect("valid heartbeat")
+    let mut heartbeat = SrsHeartbeat {
+        service: format!("svc-{pid}"),
+        pid: pid.to_string(),
+        ..SrsHeartbeat::local(server, 19350, Some(8080))
+    }
+    .with_cpu_percent(cpu_percent);
+    if let Some(ports) = heartbeat.ports.as_mut() {
+        ports.srt = Some(10080);
+    }
+    parse_heartbeat(heartbeat.body().to_string().as_bytes()).expect("valid heartbeat")
 }
 
-/// One HTTP/1.1 request over a fresh connection; returns status and body. Raw on purpose:
-/// tests send malformed and oversized bodies exactly as written.
+/// [`originstack_e2e::http_request`] off the async workers, for a server running in the
+/// test's own runtime; panics when nothing answers.
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -117,24 +130,49 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the system API");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+    let what = format!("{method} {path} to {addr}");
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        originstack_e2e::http_request(addr, &method, &path, &headers, body)
+    })
+    .await
+    .expect("the request thread")
+    .unwrap_or_else(|err| panic!("{what}: {err:#}"))
+}
+
+/// A lease or guard a test resolver hands out: counted in its counter while alive, so a test
+/// sees every session give back what it took.
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// One more in `count` until dropped.
+    pub fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
     }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request head");
-    // The server may answer (413) and close before reading a large body: ignore write errors.
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
-    originstack_e2e::proxy::parse_response(&response)
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Logs of the proxy code running in the test's own runtime go to the test's output (shown
+/// with --nocapture), at `RUST_LOG` or else `info`.
+pub fn log_to_test_output() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .try_init();
 }
