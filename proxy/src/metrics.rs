@@ -102,7 +102,27 @@ impl Collector for RelayCollector {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(SrtStats::get(value) as i64).encode(metric)?;
         }
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
+            (
+                "srt_bytes_to_origin",
+                "Bytes of SRT datagrams relayed from clients to origins",
+                &srt.bytes_to_origin,
+            ),
+            (
+                "srt_bytes_to_client",
+                "Bytes of SRT datagrams relayed from origins to clients",
+                &srt.bytes_to_client,
+            ),
+            (
+                "webrtc_bytes_to_origin",
+                "Bytes of WebRTC datagrams relayed from clients to origins",
+                &rtc.bytes_to_origin,
+            ),
+            (
+                "webrtc_bytes_to_client",
+                "Bytes of WebRTC datagrams relayed from origins to clients",
+                &rtc.bytes_to_client,
+            ),
             (
                 "srt_sessions",
                 "SRT sessions accepted (valid cookie and stream id)",

@@ -252,6 +252,15 @@ async fn ffmpeg_publish_reaches_the_origin_intact() {
     wait_cleanup(&proxy, &resolver);
     assert_eq!(SrtStats::get(&proxy.stats.sessions_total), 1);
     assert!(SrtStats::get(&proxy.stats.to_origin) > 100);
+    // Each SRT data packet is a 16-byte header and up to 1316 bytes of TS.
+    let (datagrams, bytes) = (
+        SrtStats::get(&proxy.stats.to_origin),
+        SrtStats::get(&proxy.stats.bytes_to_origin),
+    );
+    assert!(
+        (16 * datagrams..=1500 * datagrams).contains(&bytes),
+        "{bytes} bytes in {datagrams} datagrams"
+    );
 }
 
 /// Position of `received` inside `sent` (a player joins a live stream midway).

@@ -144,6 +144,15 @@ fn whip_whep_and_sendrecv_media_flow_through_the_proxy() {
             metric(&proxy, "originstack_proxy_webrtc_datagrams_to_origin_total") > 0.0
         }
     );
+    // Every datagram carries at least a 12-byte RTP or 20-byte STUN header.
+    let (datagrams, bytes) = (
+        metric(&proxy, "originstack_proxy_webrtc_datagrams_to_origin_total"),
+        metric(&proxy, "originstack_proxy_webrtc_bytes_to_origin_total"),
+    );
+    assert!(
+        bytes >= 12.0 * datagrams,
+        "{bytes} bytes in {datagrams} datagrams"
+    );
     assert_eq!(
         metric(
             &proxy,

@@ -102,6 +102,9 @@ pub struct SrtStats {
     /// Datagrams relayed client → origin and origin → client.
     pub to_origin: AtomicU64,
     pub to_client: AtomicU64,
+    /// Bytes of those datagrams, each way.
+    pub bytes_to_origin: AtomicU64,
+    pub bytes_to_client: AtomicU64,
 }
 
 impl SrtStats {

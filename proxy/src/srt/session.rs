@@ -27,7 +27,11 @@ use super::{
     packet::{ControlType, Header, MAX_DATAGRAM, set_destination, shutdown_packet},
     streamid::StreamId,
 };
-use crate::{config::SrtLimits, telemetry::LogLimiter, udp::DatagramCounts};
+use crate::{
+    config::SrtLimits,
+    telemetry::LogLimiter,
+    udp::{DatagramCounts, Totals},
+};
 
 /// How often a handshake packet is repeated until answered (libsrt repeats every 250 ms).
 const HANDSHAKE_RESEND: Duration = Duration::from_millis(250);
@@ -463,7 +467,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, origin.socket_id);
         match origin.backend.send(datagram).await {
-            Ok(_) => self.counts.to_origin += 1,
+            Ok(sent) => self.counts.sent_to_origin(sent),
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
                 return Some(End::OriginUnreachable);
             }
@@ -488,7 +492,7 @@ impl<'a> Relay<'a> {
         }
         set_destination(datagram, self.client_socket_id);
         match self.shared.socket.send_to(datagram, self.client).await {
-            Ok(_) => self.counts.to_client += 1,
+            Ok(sent) => self.counts.sent_to_client(sent),
             Err(err) => tracing::debug!(error = %err, "send to the client failed"),
         }
         header
@@ -498,6 +502,11 @@ impl<'a> Relay<'a> {
 
     fn flush_counts(&mut self) {
         let stats = &self.shared.stats;
-        self.counts.flush(&stats.to_origin, &stats.to_client);
+        self.counts.flush(Totals {
+            to_origin: &stats.to_origin,
+            to_client: &stats.to_client,
+            bytes_to_origin: &stats.bytes_to_origin,
+            bytes_to_client: &stats.bytes_to_client,
+        });
     }
 }

@@ -106,6 +106,9 @@ pub struct WebRtcStats {
     /// Datagrams relayed client → origin and origin → client.
     pub to_origin: AtomicU64,
     pub to_client: AtomicU64,
+    /// Bytes of those datagrams, each way.
+    pub bytes_to_origin: AtomicU64,
+    pub bytes_to_client: AtomicU64,
     /// Datagrams from addresses no session knows that were not a binding request for one.
     pub dropped_unknown: AtomicU64,
     /// Binding requests refused: unknown ufrag, failed MESSAGE-INTEGRITY, limits.

@@ -25,7 +25,11 @@ use super::{
     directory::{Directory, SessionRecord},
     stun::Message,
 };
-use crate::{config::WebRtcConfig, origins::StreamLease, udp::DatagramCounts};
+use crate::{
+    config::WebRtcConfig,
+    origins::StreamLease,
+    udp::{DatagramCounts, Totals},
+};
 
 /// STUN transactions remembered per session to route the origin's answers; ICE has a
 /// handful in flight at once.
@@ -216,7 +220,7 @@ impl Relay<'_> {
                     heard_client = Instant::now();
                     self.note_client(&datagram);
                     match backend.send(&datagram.bytes).await {
-                        Ok(_) => self.counts.to_origin += 1,
+                        Ok(sent) => self.counts.sent_to_origin(sent),
                         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => return End::OriginUnreachable,
                         Err(err) => tracing::debug!(error = %err, "send to the origin failed"),
                     }
@@ -226,7 +230,7 @@ impl Relay<'_> {
                         heard_origin = Instant::now();
                         let to = self.destination(&buf[..len]);
                         match self.shared.socket.send_to(&buf[..len], to).await {
-                            Ok(_) => self.counts.to_client += 1,
+                            Ok(sent) => self.counts.sent_to_client(sent),
                             Err(err) => tracing::debug!(error = %err, "send to the client failed"),
                         }
                     }
@@ -274,6 +278,11 @@ impl Relay<'_> {
 
     fn flush_counts(&mut self) {
         let stats = &self.shared.stats;
-        self.counts.flush(&stats.to_origin, &stats.to_client);
+        self.counts.flush(Totals {
+            to_origin: &stats.to_origin,
+            to_client: &stats.to_client,
+            bytes_to_origin: &stats.bytes_to_origin,
+            bytes_to_client: &stats.bytes_to_client,
+        });
     }
 }
