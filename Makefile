@@ -5,12 +5,18 @@ CARGO ?= cargo
 SHELL := /bin/bash
 
 # One build directory for every clone on this machine, beside the cached Kubernetes binaries:
-# a fresh clone rebuilds only the workspace's own crates. Cargo's fingerprints (source paths,
-# contents and times, compiler version, flags) decide what is stale, so an artefact of other
-# sources is never taken for this one's. Set CARGO_TARGET_DIR to build elsewhere.
+# a fresh clone rebuilds only the workspace's own crates, dependencies stay compiled. Cargo's
+# fingerprints (compiler, features, flags, source times) decide what is stale; because they
+# do not name the checkout, scripts/build-dir.sh makes a checkout that did not build last
+# rebuild the workspace's crates from its own sources, so another clone's artefact is never
+# taken for this one's. Set CARGO_TARGET_DIR to build elsewhere.
 ORIGINSTACK_CACHE ?= $(HOME)/.cache/originstack
 export CARGO_TARGET_DIR ?= $(ORIGINSTACK_CACHE)/target
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
+BUILD_DIR_CHECK := $(shell ./scripts/build-dir.sh "$(CARGO_TARGET_DIR)" || echo failed)
+ifeq ($(BUILD_DIR_CHECK),failed)
+$(error scripts/build-dir.sh could not prepare $(CARGO_TARGET_DIR))
+endif
 
 .PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path clean
 
