@@ -73,12 +73,7 @@ fn srs_conf(yaml: &str) -> String {
 
 #[test]
 fn every_example_renders_what_the_reconciler_builds() {
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    examples.sort();
+    let examples = originstack_e2e::manifests::examples();
     assert!(examples.len() >= 4, "{examples:?}");
     for example in examples {
         let output = render(&["-f", example.to_str().unwrap()], None);

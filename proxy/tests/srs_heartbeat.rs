@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use originstack_e2e::{
-    ProxyProcess, http_request,
+    ProxyProcess,
     srs::{self, SrsHeartbeat},
 };
 use originstack_operator::render::{self, Admission, Stand};
@@ -132,23 +132,10 @@ fn an_srs_heartbeat_to_the_generated_url_is_accepted() {
         .unwrap();
     assert_eq!(status, 401, "{answer}");
 
-    let (status, origins) = http_request(
-        proxy.system,
-        "GET",
-        "/api/v1/origins",
-        &[("Authorization", &format!("Bearer {api_token}"))],
-        "",
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{origins}");
-    let origins: Value = serde_json::from_str(&origins).unwrap();
-    let servers: Vec<&str> = origins["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["server"].as_str().unwrap())
-        .collect();
-    assert_eq!(servers, ["vid-k2x9"]);
+    assert_eq!(
+        proxy.origin_servers(Some(&api_token)).unwrap(),
+        ["vid-k2x9"]
+    );
     assert!(
         !proxy.log().contains(&stand.fresh_token),
         "the token is never logged"

@@ -9,6 +9,18 @@ use kube::{
     discovery::{self, Scope},
 };
 
+/// The repository's example manifests (`examples/*.yaml`), sorted.
+pub fn examples() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// How the documents are applied.
 #[derive(Debug, Clone, Copy)]
 pub struct Apply<'a> {

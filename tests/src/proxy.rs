@@ -155,6 +155,24 @@ impl ProxyProcess {
         Ok(http_request(self.system, "GET", "/metrics", &[], "")?.1)
     }
 
+    /// The `server` of every origin `/api/v1/origins` lists, read with `bearer` as the token.
+    pub fn origin_servers(&self, bearer: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let authorization = bearer.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        let (status, body) = http_request(self.system, "GET", "/api/v1/origins", &headers, "")?;
+        anyhow::ensure!(status == 200, "/api/v1/origins answered {status}: {body}");
+        let listing: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(listing["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|origin| Some(origin["server"].as_str()?.to_owned()))
+            .collect())
+    }
+
     /// Stream name (the last part of its key) → the `server` of the origin owning it, as
     /// `/api/v1/streams` lists them; empty when the proxy cannot answer.
     pub fn owners(&self) -> HashMap<String, String> {

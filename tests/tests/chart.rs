@@ -285,12 +285,7 @@ async fn the_chart_crd_is_the_generated_one_and_takes_the_examples() {
     );
     install_crd(&client, crds[0]).await;
 
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    examples.sort();
+    let examples = originstack_e2e::manifests::examples();
     assert!(examples.len() >= 4, "{examples:?}");
     for example in examples {
         let text = std::fs::read_to_string(&example).unwrap();

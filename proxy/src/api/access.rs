@@ -36,10 +36,15 @@ pub(super) async fn require_reader(
     if bearer(request.headers()).is_some_and(|token| expected.matches(token)) {
         return next.run(request).await;
     }
-    let what = if proxy.config.api_token.is_some() {
-        "PROXY_API_TOKEN"
-    } else {
+    // Name the setting that actually guards the listings (an empty PROXY_API_TOKEN is unset).
+    let what = if proxy
+        .config
+        .write_token()
+        .is_some_and(|register| std::ptr::eq(register, expected))
+    {
         "PROXY_REGISTER_TOKEN"
+    } else {
+        "PROXY_API_TOKEN"
     };
     let mut refused = json_error(
         StatusCode::UNAUTHORIZED,

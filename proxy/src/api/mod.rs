@@ -140,8 +140,8 @@ async fn metrics(State(proxy): State<SystemApi>) -> Response {
         .into_response()
 }
 
-/// The Prometheus text exposition of `registry`.
-fn encode(registry: &Registry) -> String {
+/// The Prometheus text exposition of `registry`, as `/metrics` serves it.
+pub fn encode(registry: &Registry) -> String {
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, registry);
