@@ -9,9 +9,13 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian packages: real peers for the tests, what the builds need, and the font of the
-# benchmark chart (bench/report.png).
-packages=(redis-server ffmpeg nginx-light libnginx-mod-rtmp srt-tools curl openssl pkg-config fonts-dejavu-core)
+# Debian packages: real peers for the tests, what the builds need, the font of the
+# benchmark chart (bench/report.png), and the one-node Kubernetes of the cluster tests: its
+# container runtime (containerd, runc), pod network (CNI plugins, iptables, conntrack for
+# kube-proxy) and local image builds (buildah; busybox-static is the shell of the test
+# builder image; gcc and libc6-dev compile the pause image).
+packages=(redis-server ffmpeg nginx-light libnginx-mod-rtmp srt-tools curl openssl pkg-config fonts-dejavu-core
+  containerd runc containernetworking-plugins iptables conntrack buildah busybox-static gcc libc6-dev)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 # Stop services that an earlier install may have started; tests run their own.
-for svc in redis-server nginx; do
+for svc in redis-server nginx containerd; do
   if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
     as_root service "$svc" stop >/dev/null 2>&1 || true
   fi
@@ -47,7 +51,8 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked
 fi
 
-# Kubernetes test binaries and Helm, built from their Go modules and cached (slow only once).
+# Kubernetes binaries (control plane, kubelet, kube-proxy, kubectl), CoreDNS and Helm, built
+# from their Go modules and cached (slow only once).
 if [ -x tests/k8s-assets/build.sh ]; then
   tests/k8s-assets/build.sh >/dev/null
 fi

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build (once) and cache the Kubernetes test binaries used by the Rust
-# integration tests: kube-apiserver, etcd and helm, each compiled from the Go
-# modules pinned in this directory (kube/, etcd/, helm/: go.mod + go.sum); and
+# integration tests, each compiled from the Go modules pinned in this directory
+# (kube/, etcd/, helm/, coredns/: go.mod + go.sum): kube-apiserver and etcd for
+# the API-only tests; kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy, kubectl and coredns for the one-node cluster; helm; and
 # prometheus-operator's ServiceMonitor CRD, taken from the Go module pinned in
 # prometheus-operator/ (nothing compiled), for validating the chart.
 #
 # Usage: tests/k8s-assets/build.sh [--print-path]
 #
 #   Binaries land in ${ORIGINSTACK_CACHE:-$HOME/.cache/originstack}/k8s-<kube version>/.
-#   If all three are already there and report the pinned versions, this exits
+#   If all of them are already there and report the pinned versions, this exits
 #   immediately without invoking Go. Otherwise only the missing/stale ones are
 #   built (needs Go and a module proxy; a cold build takes several minutes).
 #
@@ -46,9 +48,10 @@ modver() {
 KUBE_VERSION="$(modver kube k8s.io/kubernetes)"        # e.g. v1.34.12
 ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)" # e.g. v3.6.5
 HELM_VERSION="$(modver helm helm.sh/helm/v3)"          # e.g. v3.22.0
+COREDNS_VERSION="$(modver coredns github.com/coredns/coredns)" # e.g. v1.12.4
 PROMOP_MODULE=github.com/prometheus-operator/prometheus-operator
 PROMOP_VERSION="$(modver prometheus-operator "$PROMOP_MODULE")" # e.g. v0.85.0
-for v in KUBE_VERSION ETCD_VERSION HELM_VERSION PROMOP_VERSION; do
+for v in KUBE_VERSION ETCD_VERSION HELM_VERSION COREDNS_VERSION PROMOP_VERSION; do
     [[ -n "${!v}" ]] || { log "could not read $v from go.mod"; exit 1; }
 done
 
@@ -59,9 +62,15 @@ dir="$cache_root/k8s-$KUBE_VERSION"
 version_ok() {
     local out
     case "$1" in
-        kube-apiserver)
-            out="$("$dir/kube-apiserver" --version 2>/dev/null)" || return 1
+        kube-apiserver|kubelet|kube-controller-manager|kube-scheduler|kube-proxy)
+            out="$("$dir/$1" --version 2>/dev/null)" || return 1
             [[ "$out" == "Kubernetes $KUBE_VERSION" ]] ;;
+        kubectl)
+            out="$("$dir/kubectl" version --client 2>/dev/null)" || return 1
+            [[ "${out%%$'\n'*}" == "Client Version: $KUBE_VERSION" ]] ;;
+        coredns)
+            out="$("$dir/coredns" -version 2>/dev/null)" || return 1
+            [[ "${out%%$'\n'*}" == "CoreDNS-${COREDNS_VERSION#v}" ]] ;;
         etcd)
             out="$("$dir/etcd" --version 2>/dev/null)" || return 1
             [[ "${out%%$'\n'*}" == "etcd Version: ${ETCD_VERSION#v}" ]] ;;
@@ -81,15 +90,17 @@ asset_path() {
     esac
 }
 
+ASSETS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm coredns servicemonitor-crd"
+
 # Names of the binaries that are absent or stale (checks run in parallel).
 missing() {
     local b m=() pids=()
-    for b in kube-apiserver etcd helm servicemonitor-crd; do
+    for b in $ASSETS; do
         { [[ -e "$(asset_path "$b")" ]] && version_ok "$b"; } &
         pids+=($!)
     done
     local i=0
-    for b in kube-apiserver etcd helm servicemonitor-crd; do
+    for b in $ASSETS; do
         wait "${pids[$i]}" || m+=("$b")
         i=$((i + 1))
     done
@@ -144,13 +155,15 @@ build() {
 total_start=$SECONDS
 for b in $todo; do
     case "$b" in
-        kube-apiserver)
+        kube-apiserver|kubelet|kube-controller-manager|kube-scheduler|kube-proxy|kubectl)
             minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
             ld="-s -w"
             for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
                 ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
             done
-            build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$ld" ;;
+            build "$b" kube "k8s.io/kubernetes/cmd/$b" "$ld" ;;
+        coredns)
+            build coredns coredns github.com/coredns/coredns "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" ;;
         etcd)
             build etcd etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
         helm)
@@ -177,6 +190,7 @@ cat >"$dir/.versions.tmp.$$" <<EOF
 KUBE_VERSION=$KUBE_VERSION
 ETCD_VERSION=$ETCD_VERSION
 HELM_VERSION=$HELM_VERSION
+COREDNS_VERSION=$COREDNS_VERSION
 PROMOP_VERSION=$PROMOP_VERSION
 EOF
 mv -f "$dir/.versions.tmp.$$" "$dir/VERSIONS"
