@@ -18,7 +18,7 @@ ifeq ($(BUILD_DIR_CHECK),failed)
 $(error scripts/build-dir.sh could not prepare $(CARGO_TARGET_DIR))
 endif
 
-.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path clean
+.PHONY: run demo deps test test-unit test-integration test-e2e fuzz fuzz-smoke bench lint fmt build release release-binaries generate k8s-assets-path cluster-up cluster-down clean
 
 ## run: build and start the proxy with the in-memory load balancer on the default ports
 run:
@@ -111,6 +111,20 @@ generate:
 	$(CARGO) run -q -p originstack-operator -- rbac > charts/originstack/templates/_rules.tpl
 	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-proxy --test docs_reference -- --test-threads=1
 	ORIGINSTACK_UPDATE_DOCS=1 $(CARGO) test -q -p originstack-operator --test docs_reference -- --test-threads=1
+
+## cluster-up: a real one-node Kubernetes on this machine (run as root: kubelet, containerd,
+## iptables), the chart installed from locally built images and examples/minimal.yaml Ready;
+## writes target/cluster/env (KUBECONFIG, KUBECTL, NAMESPACE, CLUSTER, PROXY_RTMP, PROXY_HTTP).
+## See docs/local-cluster.md.
+cluster-up: deps
+	$(MAKE) --no-print-directory release-binaries
+	$(CARGO) build -p originstack-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/originstack-cluster up target/cluster
+
+## cluster-down: stop what cluster-up started and remove what it left on the machine
+cluster-down:
+	$(CARGO) build -p originstack-e2e --bin originstack-cluster
+	$(CARGO_TARGET_DIR)/debug/originstack-cluster down target/cluster
 
 ## k8s-assets-path: print the directory holding kube-apiserver, etcd and helm (builds them once)
 k8s-assets-path:

@@ -181,7 +181,7 @@ EOF
   # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c '
     while true; do
-      curl -fsS -o /dev/null --max-time 2 -X POST -A "SRS/7.0.18(Kai)" -H "Accept:" \
+      curl -fsS -o /dev/null --max-time 2 -X POST -A "SRS/7.0.18(Hang)" -H "Accept:" \
         -H "Connection: Keep-Alive" -H "Content-Type: application/json" \
         --data-binary "$1" "$2" || echo "[demo] heartbeat of origin $3 failed" >&2
       sleep 5

@@ -17,7 +17,7 @@
 #   CLUSTER_NODE_IP          the node's address (default: the first global IPv4 address); not
 #                            loopback, since pods reach the API server and DNS on it
 #   CLUSTER_PAUSE_ARCHIVE    docker-archive of the sandbox image to import before the kubelet starts
-#   CLUSTER_PAUSE_IMAGE      its name (default registry.k8s.io/pause:3.10)
+#   CLUSTER_PAUSE_IMAGE      its name (default registry.k8s.io/pause:3.10.1)
 #
 # Only one cluster runs on a machine at a time (it owns the kubelet's cgroups and the node's
 # iptables chains): /run/originstack-cluster.lock names the directory of the one that is up.
@@ -256,7 +256,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "$DIR/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${CLUSTER_PAUSE_IMAGE:-registry.k8s.io/pause:3.10}"
+  sandbox_image = "${CLUSTER_PAUSE_IMAGE:-registry.k8s.io/pause:3.10.1}"
   # The machine withholds CAP_SYS_RESOURCE: runc cannot set the negative oom_score_adj the
   # kubelet asks for, so containerd keeps it at or above its own.
   restrict_oom_score_adj = true
@@ -280,7 +280,7 @@ EOF
     start containerd containerd --config "$DIR/etc/containerd.toml"
     wait_for containerd 30 ctr --address "$DIR/containerd.sock" version
     if [[ -n "${CLUSTER_PAUSE_ARCHIVE:-}" ]]; then
-        ctr --address "$DIR/containerd.sock" -n k8s.io images import --no-unpack "$CLUSTER_PAUSE_ARCHIVE" >/dev/null
+        ctr --address "$DIR/containerd.sock" -n k8s.io images import "$CLUSTER_PAUSE_ARCHIVE" >/dev/null
     fi
 
     cat >"$DIR/etc/kubelet.yaml" <<EOF
@@ -399,7 +399,7 @@ remove_chains() {
         command -v "$tool" >/dev/null || continue
         for table in filter nat mangle raw; do
             "$tool" -t "$table" -S >/dev/null 2>&1 || continue
-            "$tool" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE-|CNI-)' | while read -r rule; do
+            { "$tool" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE-|CNI-)' || true; } | while read -r rule; do
                 # shellcheck disable=SC2086 # the rule is iptables' own quoting-free output
                 eval "$tool -t $table ${rule/#-A/-D}" 2>/dev/null || true
             done
@@ -429,7 +429,8 @@ our_processes() {
     local p
     for p in /proc/[0-9]*; do
         [[ "${p#/proc/}" == "$$" ]] && continue
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$DIR/"; then echo "${p#/proc/}"; fi
+        # A process may end between the listing and the read.
+        if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$DIR/"; then echo "${p#/proc/}"; fi
     done
 }
 

@@ -7,6 +7,8 @@
 //! The APIs block (std::process, std::net) so sync and async tests share them; an async
 //! test calls them during setup or inside `tokio::task::spawn_blocking`.
 
+/// A real one-node Kubernetes with the chart installed from locally built images.
+pub mod cluster;
 /// Generated documentation sections and their drift checks.
 pub mod docs;
 /// ffmpeg publishers (testsrc2 + sine, H.264/AAC to RTMP, SRT or HTTP) and ffprobe checks
@@ -14,6 +16,9 @@ pub mod docs;
 pub mod ffmpeg;
 /// Helm rendering the repository's chart.
 pub mod helm;
+/// Container images for the one-node cluster (proxy, operator, Redis, the SRS stand-in, pause),
+/// built with buildah from local files into cached docker-archives; nothing is pulled.
+pub mod images;
 /// A real Kubernetes control plane (etcd + kube-apiserver) handing out kube clients.
 pub mod kube;
 /// YAML manifests server-side applied (or dry-run) through API discovery.
@@ -29,6 +34,9 @@ pub mod redis;
 pub mod srs;
 /// srt-live-transmit (libsrt) as SRT origins, players and publishers.
 pub mod srt;
+/// `srs-standin`: SRS 7 as OriginStack depends on it (srs.conf and `SRS_*` overrides, RTMP and
+/// HLS through nginx-rtmp, HTTP-FLV through ffmpeg, SRS's HTTP API and heartbeat).
+pub mod standin;
 /// Polling a condition until it holds.
 pub mod wait;
 /// A real WebRTC stack (str0m) as WHIP/WHEP client and as a minimal SRS-like origin.

@@ -578,21 +578,22 @@ fn parse_stat(xml: &str) -> anyhow::Result<Stat> {
     Ok(Stat { pid, streams })
 }
 
-fn children<'a, 'input>(
+/// The `/stat` XML's element helpers, shared with the SRS stand-in's reader of the same page.
+pub(crate) fn children<'a, 'input>(
     node: roxmltree::Node<'a, 'input>,
     tag: &'static str,
 ) -> impl Iterator<Item = roxmltree::Node<'a, 'input>> {
     node.children().filter(move |n| n.has_tag_name(tag))
 }
 
-fn child<'a, 'input>(
+pub(crate) fn child<'a, 'input>(
     node: roxmltree::Node<'a, 'input>,
     tag: &'static str,
 ) -> Option<roxmltree::Node<'a, 'input>> {
     children(node, tag).next()
 }
 
-fn child_text<'a>(node: roxmltree::Node<'a, '_>, tag: &'static str) -> Option<&'a str> {
+pub(crate) fn child_text<'a>(node: roxmltree::Node<'a, '_>, tag: &'static str) -> Option<&'a str> {
     child(node, tag).and_then(|n| n.text()).map(str::trim)
 }
 

@@ -163,7 +163,7 @@ pub fn post(heartbeat_url: &str, body: &Value) -> anyhow::Result<(u16, String)> 
 }
 
 /// The `User-Agent` of SRS 7's HTTP client (`RTMP_SIG_SRS_SERVER`).
-const SRS_USER_AGENT: &str = "SRS/7.0.18(Kai)";
+const SRS_USER_AGENT: &str = "SRS/7.0.18(Hang)";
 
 struct UrlParts {
     host: String,
