@@ -123,7 +123,8 @@ pub struct OriginSpec {
     pub env: Vec<EnvVar>,
     #[serde(default)]
     pub protocols: Protocols,
-    /// Extra top-level srs.conf blocks appended to the generated configuration.
+    /// Extra top-level srs.conf blocks appended to the generated configuration. A
+    /// `max_connections` here replaces the generated default (1000).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 65536))]
     pub config: String,

@@ -4,6 +4,8 @@
 //! The schema's defaults and CEL rules already hold on anything the API server accepted; this
 //! checks what the schema cannot: referenced Secrets, the extra SRS config, reserved variables.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::{
     api::core::v1::{EnvVar, Secret},
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -78,6 +80,9 @@ pub struct Plan<'a> {
     pub owner: OwnerReference,
     pub token: RegisterToken,
     pub redis: RedisPlan,
+    /// Top-level directive names of `spec.origin.config`: the build stage leaves out a default
+    /// of its own the user sets there (SRS reads the first of a name, so the user's must be it).
+    pub origin_config_directives: BTreeSet<String>,
 }
 
 /// Where origins and proxies read the register token from.
@@ -149,7 +154,7 @@ pub fn validate<'a>(
 
     check_reserved_env("spec.origin.env", &spec.origin.env, ORIGIN_RESERVED_ENV)?;
     check_reserved_env("spec.proxy.env", &spec.proxy.env, PROXY_RESERVED_ENV)?;
-    check_origin_config(&spec.origin.config)?;
+    let origin_config_directives = check_origin_config(&spec.origin.config)?;
 
     let token = register_token(cluster, &name, &namespace, observed)?;
     let redis = redis_plan(cluster, &namespace, observed)?;
@@ -161,6 +166,7 @@ pub fn validate<'a>(
         owner,
         token,
         redis,
+        origin_config_directives,
     })
 }
 
@@ -400,8 +406,10 @@ fn split_host_port(host_port: &str) -> Result<(String, u16), String> {
 }
 
 /// Checks the user's extra srs.conf: balanced braces and quotes, every directive terminated,
-/// and none of the top-level directives the operator generates.
-fn check_origin_config(config: &str) -> Result<(), ValidationError> {
+/// and none of the top-level directives the operator generates. Returns the names of its
+/// top-level directives.
+fn check_origin_config(config: &str) -> Result<BTreeSet<String>, ValidationError> {
+    let mut top_level = BTreeSet::new();
     let error = |line: usize, problem: String| Err(ValidationError::OriginConfig { line, problem });
     let mut depth = 0usize;
     // Words of the directive being read, and the line it started on.
@@ -453,6 +461,12 @@ fn check_origin_config(config: &str) -> Result<(), ValidationError> {
                             ),
                         );
                     }
+                    if depth == 0
+                        && ch != '}'
+                        && let Some(name) = words.first()
+                    {
+                        top_level.insert(name.clone());
+                    }
                     match ch {
                         '{' => depth += 1,
                         '}' => depth -= 1,
@@ -485,7 +499,7 @@ fn check_origin_config(config: &str) -> Result<(), ValidationError> {
             format!("{depth} block(s) not closed with '}}'"),
         );
     }
-    Ok(())
+    Ok(top_level)
 }
 
 fn flush(word: &mut String, words: &mut Vec<String>) {
@@ -500,10 +514,22 @@ mod tests {
 
     fn config_error(config: &str) -> Option<(usize, String)> {
         match check_origin_config(config) {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(ValidationError::OriginConfig { line, problem }) => Some((line, problem)),
             Err(other) => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn lists_the_top_level_directives() {
+        let names = check_origin_config(
+            "max_connections 3000; # more\nvhost example.com {\n    max_connections 1;\n}\nsrs_log_level warn;\n",
+        )
+        .unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["max_connections", "srs_log_level", "vhost"]
+        );
     }
 
     #[test]

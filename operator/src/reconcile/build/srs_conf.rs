@@ -40,7 +40,11 @@ pub fn render(plan: &Plan, names: &Names) -> String {
     // SRS needs its RTMP listener even when clients do not use RTMP: SRT and WebRTC are
     // bridged through it and the heartbeat must report an RTMP port.
     line(&format!("listen              {};", origin_ports::RTMP));
-    line("max_connections     1000;");
+    // SRS reads the first directive of a name: a max_connections in spec.origin.config
+    // (appended below) would be ignored after this default, so the default steps aside.
+    if !plan.origin_config_directives.contains("max_connections") {
+        line("max_connections     1000;");
+    }
     line("daemon              off;");
     line("srs_log_tank        console;");
     line("");
