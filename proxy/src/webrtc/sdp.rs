@@ -59,12 +59,15 @@ fn split_ending(line: &str) -> (&str, &str) {
 /// (RFC 8839 §5.1). The tokens are rebuilt with single spaces, as the grammar writes them.
 fn rewrite_candidate(candidate: &str, to: &CandidateAddress) -> Option<String> {
     let tokens: Vec<&str> = candidate.split(' ').collect();
-    // `typ` needs its type: `typ raddr ...` would lose its type once raddr is removed (found
-    // by fuzzing).
+    // `typ` needs its type: `typ raddr ...` would lose its type once raddr is removed, and
+    // a control character (a stray CR inside the line) could end up before the line ending
+    // and change it (both found by fuzzing).
     if tokens.len() < 8
         || tokens[6] != "typ"
         || matches!(tokens[7], "raddr" | "rport")
-        || tokens.iter().any(|t| t.is_empty())
+        || tokens
+            .iter()
+            .any(|t| t.is_empty() || t.chars().any(char::is_control))
     {
         return None;
     }
@@ -205,6 +208,16 @@ mod tests {
     fn unparsable_candidates_are_removed() {
         let sdp = "a=candidate:1 1 udp\r\na=candidate:1 1 udp 1 h 2 notyp host\r\na=candidate:1  1 udp 1 h 2 typ host\r\na=candidate:2 1 udp 1 h 2 typ raddr h rport 3\r\nx\r\n";
         assert_eq!(rewrite_candidates(sdp, &proxy()), "x\r\n");
+    }
+
+    #[test]
+    fn candidates_with_control_characters_are_removed() {
+        // A CR inside the line would otherwise end up just before the LF and turn the
+        // rewritten line's ending into CRLF (found by fuzzing).
+        let sdp = "a=candidate:2 1 udp 1 h 5000 typ srflx raddr a 1e \r raddr b rport 6\nx\n";
+        let out = rewrite_candidates(sdp, &proxy());
+        assert_eq!(out, "x\n");
+        assert_eq!(rewrite_candidates(&out, &proxy()), out);
     }
 
     #[test]
