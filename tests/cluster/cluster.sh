@@ -507,7 +507,10 @@ case "$cmd" in
     up) up ;;
     down) down ;;
     watch)
-        # stdin is the lifeline: a test process holds its write end and never writes.
+        # stdin is the lifeline: a test process holds its write end and never writes. A Ctrl-C
+        # or a timeout's signal to the test's process group must not kill the watcher before
+        # it has cleaned up: it waits for the pipe to close instead.
+        trap '' INT TERM HUP
         cat >/dev/null || true
         down ;;
     *) die "unknown command: $cmd" ;;
