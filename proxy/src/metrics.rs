@@ -3,7 +3,10 @@
 //! WebRTC offers); this module registers them all in one registry, plus the relays' counters
 //! read at scrape time.
 
-use std::sync::{Arc, atomic::AtomicU64};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -17,6 +20,7 @@ use crate::{
     discovery::DiscoveryMetrics,
     http::HttpMetrics,
     origins::OriginsMetrics,
+    rtmp::{Intent, RtmpStats},
     srt::SrtStats,
     webrtc::{OfferMetrics, WebRtcStats},
 };
@@ -29,6 +33,8 @@ pub struct Metrics {
     pub registrations: RegistrationMetrics,
     pub http: HttpMetrics,
     pub webrtc_offers: OfferMetrics,
+    /// Counters the RTMP sessions keep themselves; exported at scrape time.
+    pub rtmp: Arc<RtmpStats>,
     /// Counters the SRT relay keeps itself; exported at scrape time.
     pub srt: Arc<SrtStats>,
     /// Counters the WebRTC relay keeps itself; exported at scrape time.
@@ -48,9 +54,11 @@ impl Metrics {
         let registrations = RegistrationMetrics::register(&mut registry);
         let http = HttpMetrics::register(&mut registry);
         let webrtc_offers = OfferMetrics::register(&mut registry);
+        let rtmp = Arc::new(RtmpStats::default());
         let srt = Arc::new(SrtStats::default());
         let webrtc = Arc::new(WebRtcStats::default());
         registry.register_collector(Box::new(RelayCollector {
+            rtmp: rtmp.clone(),
             srt: srt.clone(),
             webrtc: webrtc.clone(),
         }));
@@ -62,6 +70,7 @@ impl Metrics {
             registrations,
             http,
             webrtc_offers,
+            rtmp,
             srt,
             webrtc,
         }
@@ -76,13 +85,45 @@ impl Metrics {
 /// The relays' own counters (atomics they update per session, not per packet) as metrics.
 #[derive(Debug)]
 struct RelayCollector {
+    rtmp: Arc<RtmpStats>,
     srt: Arc<SrtStats>,
     webrtc: Arc<WebRtcStats>,
+}
+
+impl RelayCollector {
+    /// RTMP sessions by `intent` (publish, play).
+    fn encode_rtmp(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        const INTENTS: [Intent; 2] = [Intent::Publish, Intent::Play];
+        let mut metric = encoder.encode_descriptor(
+            "rtmp_sessions_active",
+            "RTMP sessions relaying to an origin now, by intent (an SRS edge's pull is a play)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for intent in INTENTS {
+            let value = self.rtmp.of(intent).active.load(Ordering::Relaxed);
+            ConstGauge::new(value as i64)
+                .encode(metric.encode_family(&[("intent", intent.as_str())])?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "rtmp_sessions",
+            "RTMP sessions that reached an origin and started relaying, by intent",
+            None,
+            MetricType::Counter,
+        )?;
+        for intent in INTENTS {
+            let value = self.rtmp.of(intent).total.load(Ordering::Relaxed);
+            ConstCounter::new(value)
+                .encode(metric.encode_family(&[("intent", intent.as_str())])?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Collector for RelayCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (srt, rtc) = (&self.srt, &self.webrtc);
+        self.encode_rtmp(&mut encoder)?;
         let gauges: [(&str, &str, &AtomicU64); 2] = [
             (
                 "srt_sessions_active",

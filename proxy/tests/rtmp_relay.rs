@@ -23,7 +23,10 @@ use originstack_e2e::{
 };
 use originstack_proxy::{
     lifecycle::Lifecycle,
-    rtmp::{self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStreamKey},
+    rtmp::{
+        self, Intent, OriginResolver, ResolveError, ResolvedOrigin, RtmpLimits, RtmpStats,
+        RtmpStreamKey,
+    },
 };
 use support::{Counted, log_to_test_output};
 use tokio::net::TcpListener;
@@ -113,6 +116,7 @@ impl OriginResolver for TestResolver {
 /// The RTMP proxy listening on a free loopback port in this process.
 struct Proxy {
     addr: SocketAddr,
+    stats: Arc<RtmpStats>,
     lifecycle: Lifecycle,
     task: tokio::task::JoinHandle<()>,
 }
@@ -126,9 +130,17 @@ impl Proxy {
             .expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let lifecycle = Lifecycle::new(Duration::from_secs(1), Duration::from_secs(2));
-        let task = tokio::spawn(rtmp::serve(listener, resolver, limits, lifecycle.clone()));
+        let stats = Arc::new(RtmpStats::default());
+        let task = tokio::spawn(rtmp::serve(
+            listener,
+            resolver,
+            limits,
+            stats.clone(),
+            lifecycle.clone(),
+        ));
         Self {
             addr,
+            stats,
             lifecycle,
             task,
         }
@@ -188,7 +200,12 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
         "the publisher holds one lease"
     );
 
+    let counted = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::SeqCst);
+    assert_eq!(counted(&proxy.stats.publish.active), 1);
     assert_plays_published(&proxy.url("cam1")).unwrap();
+    // The player counted as a play (an SRS edge's pull is one too), not as a publish.
+    assert!(counted(&proxy.stats.play.total) >= 1);
+    assert_eq!(counted(&proxy.stats.publish.total), 1);
     // Played straight from the owning origin too: the proxy relayed media untouched.
     let direct = format!("rtmp://{}/live/cam1", resolver.origin_of_stream("cam1"));
     assert_plays_published(&direct).unwrap();
@@ -200,6 +217,11 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
             == 0),
         "leases are released when sessions end"
     );
+    assert!(eventually(Duration::from_secs(10), || counted(
+        &proxy.stats.publish.active
+    ) + counted(
+        &proxy.stats.play.active
+    ) == 0));
     assert!(eventually(Duration::from_secs(10), || carriers(
         &origins, "live", "cam1"
     )

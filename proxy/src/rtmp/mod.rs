@@ -16,7 +16,13 @@ pub mod resolver;
 pub mod session;
 pub mod stream_key;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{net::TcpListener, sync::Semaphore};
 
@@ -71,12 +77,63 @@ impl RtmpLimits {
     }
 }
 
+/// Relayed sessions by intent, counted by the sessions themselves (per session, never per
+/// message) and read by the proxy's metrics at scrape time. An SRS edge's pull is a play.
+#[derive(Debug, Default)]
+pub struct RtmpStats {
+    pub publish: IntentCounters,
+    pub play: IntentCounters,
+}
+
+#[derive(Debug, Default)]
+pub struct IntentCounters {
+    /// Sessions relaying to an origin now.
+    pub active: AtomicU64,
+    /// Sessions that reached an origin and started relaying.
+    pub total: AtomicU64,
+}
+
+impl RtmpStats {
+    pub fn of(&self, intent: Intent) -> &IntentCounters {
+        match intent {
+            Intent::Publish => &self.publish,
+            Intent::Play => &self.play,
+        }
+    }
+
+    /// Counts a session as relaying until the returned guard is dropped.
+    pub(crate) fn relaying(self: &Arc<Self>, intent: Intent) -> RelayingGuard {
+        let counters = self.of(intent);
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        counters.total.fetch_add(1, Ordering::Relaxed);
+        RelayingGuard {
+            stats: self.clone(),
+            intent,
+        }
+    }
+}
+
+pub(crate) struct RelayingGuard {
+    stats: Arc<RtmpStats>,
+    intent: Intent,
+}
+
+impl Drop for RelayingGuard {
+    fn drop(&mut self) {
+        self.stats
+            .of(self.intent)
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts RTMP clients until the proxy drains; every session is tracked by `lifecycle` and
 /// told to stop when the grace period ends.
 pub async fn serve(
     listener: TcpListener,
     resolver: Arc<dyn OriginResolver>,
     limits: RtmpLimits,
+    stats: Arc<RtmpStats>,
     lifecycle: Lifecycle,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -104,6 +161,7 @@ pub async fn serve(
             client,
             resolver.clone(),
             limits.clone(),
+            stats.clone(),
             lifecycle.terminate().clone(),
             slot,
         ));

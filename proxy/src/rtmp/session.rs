@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    RtmpLimits,
+    RtmpLimits, RtmpStats,
     amf0::Value,
     command::{self, CLIENT_STREAM_ID, Command, CommandError},
     connection::{ConnectionError, RtmpConnection},
@@ -70,6 +70,7 @@ pub async fn run(
     client: SocketAddr,
     resolver: Arc<dyn OriginResolver>,
     limits: Arc<RtmpLimits>,
+    stats: Arc<RtmpStats>,
     terminate: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -97,7 +98,7 @@ pub async fn run(
         }
     }
     Box::pin(session(
-        socket, client, resolver, limits, terminate, deadline,
+        socket, client, resolver, limits, stats, terminate, deadline,
     ))
     .await
 }
@@ -107,12 +108,13 @@ async fn session(
     client: SocketAddr,
     resolver: Arc<dyn OriginResolver>,
     limits: Arc<RtmpLimits>,
+    stats: Arc<RtmpStats>,
     terminate: CancellationToken,
     deadline: Instant,
 ) {
     let span = tracing::info_span!("rtmp", client = %client, stream = tracing::field::Empty);
     async move {
-        match serve_client(socket, &*resolver, &limits, &terminate, deadline).await {
+        match serve_client(socket, &*resolver, &limits, &stats, &terminate, deadline).await {
             Ok((key, end)) => tracing::info!(stream = %key, ?end, "RTMP session ended"),
             Err((key, err)) => {
                 let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
@@ -135,6 +137,7 @@ async fn serve_client(
     socket: TcpStream,
     resolver: &dyn OriginResolver,
     limits: &RtmpLimits,
+    stats: &Arc<RtmpStats>,
     terminate: &CancellationToken,
     deadline: Instant,
 ) -> Result<(RtmpStreamKey, RelayEnd), Failure> {
@@ -199,9 +202,9 @@ async fn serve_client(
             }
         };
         tracing::info!(origin = %resolved.rtmp, intent = request.intent.as_str(), "relaying to origin");
-        Ok((client, opened, resolved, request.key))
+        Ok((client, opened, resolved, request.key, request.intent))
     };
-    let (mut client, mut opened, resolved, key) =
+    let (mut client, mut opened, resolved, key, intent) =
         match tokio::time::timeout_at(deadline, setup).await {
             Ok(result) => result?,
             Err(_) => return Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
@@ -210,6 +213,7 @@ async fn serve_client(
         client: CLIENT_STREAM_ID,
         origin: opened.stream_id,
     };
+    let relaying = stats.relaying(intent);
     let relayed = relay::relay(
         &mut client,
         &mut opened.connection,
@@ -220,6 +224,7 @@ async fn serve_client(
     .await;
     // The lease (stream ownership) lives exactly as long as the relay.
     drop(resolved);
+    drop(relaying);
     match relayed {
         Ok(end) => Ok((key, end)),
         Err(err) => Err((Some(key), err.into())),
