@@ -82,6 +82,13 @@ pub struct Config {
     #[arg(long, env = "PROXY_STREAM_LEASE", value_parser = humantime::parse_duration)]
     pub stream_lease: Option<Duration>,
 
+    /// Vhosts the origins configure besides the default one (srs.conf `vhost NAME { }`),
+    /// comma-separated. A stream named under any other vhost (a domain in the RTMP tcUrl or
+    /// the HTTP Host, a `vhost=` parameter) is owned as a stream of `__defaultVhost__`, as SRS
+    /// serves it, so clients that reach the proxy by different names meet on one origin.
+    #[arg(long, env = "PROXY_VHOSTS", value_delimiter = ',', default_value = "")]
+    pub vhosts: Vec<String>,
+
     /// Largest accepted registration body.
     #[arg(long, env = "PROXY_REGISTER_MAX_BODY", default_value_t = 64 * 1024)]
     pub register_max_body: usize,

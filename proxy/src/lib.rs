@@ -38,7 +38,7 @@ use crate::{
     metrics::Metrics,
     origins::{
         HeartbeatError, LoadBalancer, MemoryBalancer, Origin, Origins, RedisBalancer,
-        RedisSettings, RedisSetupError, Timing, parse_heartbeat,
+        RedisSettings, RedisSetupError, Timing, Vhosts, parse_heartbeat,
     },
 };
 
@@ -68,7 +68,8 @@ impl Proxy {
             .context("cannot set up the load balancer backend")?;
         let metrics = Arc::new(Metrics::new());
         let discovery = Discovery::new(&config.discovery, metrics.discovery.clone())?;
-        let origins = Origins::new(backend, timing, metrics.origins.clone());
+        let vhosts = Vhosts::new(&config.vhosts);
+        let origins = Origins::with_vhosts(backend, timing, metrics.origins.clone(), vhosts);
         Ok(Self {
             config: Arc::new(config),
             origins,
@@ -143,6 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rtmp_listener,
         resolver,
         rtmp::RtmpLimits::from_config(&proxy.config.rtmp),
+        proxy.metrics.rtmp.clone(),
         lifecycle.clone(),
     ));
 

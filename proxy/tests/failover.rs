@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use originstack_proxy::origins::{ClaimKind, Origins, OriginsMetrics, StreamKey};
+use originstack_proxy::origins::{ClaimKind, Origins, OriginsMetrics, StreamKey, Vhosts};
 use support::{MakeBackend, memory_backend, origin, redis_backend, timing};
 use tokio_util::sync::CancellationToken;
 
@@ -132,6 +132,44 @@ async fn lease_released_a_grace_period_after_the_last_session(make: MakeBackend)
     drop(origins.lease(&key("made-up")).await.unwrap());
     tokio::time::sleep(LEASE + Duration::from_millis(300)).await;
     assert!(origins.streams().await.unwrap().is_empty());
+}
+
+/// A stream named under a vhost the origins do not configure is the default vhost's stream,
+/// as SRS serves it; a configured vhost owns its streams apart.
+async fn unconfigured_vhosts_share_the_default_vhosts_streams(make: MakeBackend) {
+    let backend = make(timing(10_000, 10_000));
+    let origins = Origins::with_vhosts(
+        backend.lb.clone(),
+        backend.timing,
+        OriginsMetrics::default(),
+        Vhosts::new(["vod.example.com"]),
+    );
+    for server in ["a", "b", "c"] {
+        origins.register(&origin(server, 1, 0.0)).await.unwrap();
+    }
+    let named = |vhost: &str| StreamKey::new(Some(vhost), "live", "s").unwrap();
+    let publisher = origins.lease(&named("ingest.example.com")).await.unwrap();
+    let player = origins.lease(&key("s")).await.unwrap();
+    let edge = origins.lease(&named("live-proxy.media.svc")).await.unwrap();
+    assert_eq!(publisher.stream(), &key("s"));
+    for lease in [&player, &edge] {
+        assert_eq!(lease.origin().server, publisher.origin().server);
+        assert_eq!(lease.kind(), &ClaimKind::Owned);
+    }
+    let vod = origins.lease(&named("vod.example.com")).await.unwrap();
+    assert_eq!(vod.stream(), &named("vod.example.com"));
+    assert_eq!(vod.kind(), &ClaimKind::New);
+    assert_eq!(origins.streams().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn memory_unconfigured_vhosts_share_the_default_vhosts_streams() {
+    unconfigured_vhosts_share_the_default_vhosts_streams(memory_backend).await;
+}
+
+#[tokio::test]
+async fn redis_unconfigured_vhosts_share_the_default_vhosts_streams() {
+    unconfigured_vhosts_share_the_default_vhosts_streams(redis_backend).await;
 }
 
 #[tokio::test]

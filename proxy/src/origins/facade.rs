@@ -14,7 +14,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{
-    Origin, StreamKey,
+    Origin, StreamKey, Vhosts,
     balancer::{
         BackendError, Claim, ClaimKind, LoadBalancer, OriginStatus, OwnerToken, PickError,
         Registered, StreamOwner, Timing,
@@ -34,6 +34,8 @@ pub struct Origins {
     backend: Arc<dyn LoadBalancer>,
     timing: Timing,
     metrics: OriginsMetrics,
+    /// Which vhosts own their streams apart; any other is the default vhost's.
+    vhosts: Vhosts,
     leases: Arc<LeaseTable>,
     /// The backend's [`LoadBalancer::registry_restorations`] this proxy has claimed back after.
     restorations_seen: AtomicU64,
@@ -159,17 +161,29 @@ pub enum NotReady {
 }
 
 impl Origins {
-    /// Starts the lease renewer (it stops when the returned `Origins` is dropped).
+    /// Starts the lease renewer (it stops when the returned `Origins` is dropped). The origins
+    /// configure no vhost besides the default one.
     pub fn new(
         backend: Arc<dyn LoadBalancer>,
         timing: Timing,
         metrics: OriginsMetrics,
+    ) -> Arc<Self> {
+        Self::with_vhosts(backend, timing, metrics, Vhosts::default())
+    }
+
+    /// As [`Origins::new`], for origins that configure `vhosts`.
+    pub fn with_vhosts(
+        backend: Arc<dyn LoadBalancer>,
+        timing: Timing,
+        metrics: OriginsMetrics,
+        vhosts: Vhosts,
     ) -> Arc<Self> {
         let (released, released_rx) = mpsc::unbounded_channel();
         let origins = Arc::new(Self {
             backend,
             timing,
             metrics,
+            vhosts,
             leases: Arc::new(LeaseTable {
                 entries: Mutex::default(),
                 released,
@@ -188,6 +202,7 @@ impl Origins {
     /// Finds the origin that owns `stream`, claiming one when needed, and holds the ownership
     /// for as long as the returned lease lives (plus the grace period).
     pub async fn lease(&self, stream: &StreamKey) -> Result<StreamLease, PickError> {
+        let stream = &*self.vhosts.owner_key(stream);
         let started = Instant::now();
         let mut result = self.backend.pick(stream).await;
         if matches!(

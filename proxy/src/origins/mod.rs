@@ -53,5 +53,5 @@ pub use metrics::{OriginsMetrics, PickResult};
 pub use origin::{Endpoints, HeartbeatError, Origin, Protocol, parse_endpoint, parse_heartbeat};
 pub use redis_backend::{RedisBalancer, RedisSettings, RedisSetupError};
 pub use stream_key::{
-    DEFAULT_VHOST, KeyPart, MAX_PART_LEN, StreamKey, StreamKeyError, vhost_of_host,
+    DEFAULT_VHOST, KeyPart, MAX_PART_LEN, StreamKey, StreamKeyError, Vhosts, vhost_of_host,
 };

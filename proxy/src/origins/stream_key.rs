@@ -1,6 +1,6 @@
 //! The one stream identity every protocol maps to: `vhost/app/stream`.
 
-use std::{fmt, net::IpAddr};
+use std::{borrow::Cow, collections::BTreeSet, fmt, net::IpAddr};
 
 use serde::Serialize;
 
@@ -128,6 +128,43 @@ fn check_common(part: KeyPart, value: &str) -> Result<(), StreamKeyError> {
         return Err(StreamKeyError::ControlCharacter(part));
     }
     Ok(())
+}
+
+/// The vhosts the origins configure (`vhost NAME { }` blocks of srs.conf besides the default).
+///
+/// SRS serves a stream named under a vhost it has no block for as a stream of its default vhost
+/// (`SrsConfig::get_vhost` falls back to `__defaultVhost__` and the request takes its name). So
+/// `rtmp://ingest.example.com/live/s`, `http://cdn.example.com/live/s.flv` and an SRS edge's pull
+/// through the proxy's Service name are one stream on an origin without such blocks, and
+/// ownership must key them as one: a vhost outside this set is owned as the default vhost's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vhosts {
+    configured: BTreeSet<String>,
+}
+
+impl Vhosts {
+    /// Names that are not valid vhosts, or name the default one, are left out.
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        let configured = names
+            .into_iter()
+            .filter_map(|name| normalise_vhost(name.as_ref()).ok())
+            .filter(|name| name != DEFAULT_VHOST)
+            .collect();
+        Self { configured }
+    }
+
+    /// The key ownership uses for `key`: its own when its vhost is configured, else the same
+    /// app and stream on the default vhost.
+    pub fn owner_key<'a>(&self, key: &'a StreamKey) -> Cow<'a, StreamKey> {
+        if key.vhost == DEFAULT_VHOST || self.configured.contains(&key.vhost) {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(StreamKey {
+                vhost: DEFAULT_VHOST.to_owned(),
+                ..key.clone()
+            })
+        }
+    }
 }
 
 /// The vhost a client means by the host it connected to (RTMP tcUrl host, HTTP `Host`): only a
@@ -305,6 +342,29 @@ mod tests {
         assert!(matches!(
             StreamKey::from_path(None, "/onlystream"),
             Err(E::NoAppInPath(_))
+        ));
+    }
+
+    #[test]
+    fn vhosts_the_origins_do_not_configure_are_owned_as_the_default() {
+        let key = |vhost: &str| StreamKey::new(Some(vhost), "live", "s").unwrap();
+        let none = Vhosts::default();
+        assert_eq!(
+            none.owner_key(&key("live-proxy.media.svc")).to_string(),
+            "__defaultVhost__/live/s"
+        );
+        let some = Vhosts::new(["VOD.example.com", "__defaultVhost__", "bad name"]);
+        assert_eq!(
+            some.owner_key(&key("vod.example.com")).to_string(),
+            "vod.example.com/live/s"
+        );
+        assert_eq!(
+            some.owner_key(&key("cdn.example.com")).to_string(),
+            "__defaultVhost__/live/s"
+        );
+        assert!(matches!(
+            some.owner_key(&key("__defaultVhost__")),
+            Cow::Borrowed(_)
         ));
     }
 }
