@@ -14,6 +14,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
+        autoscaling::v2::HorizontalPodAutoscaler,
         coordination::v1::Lease,
         core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         events::v1::Event,
@@ -295,6 +296,7 @@ owned_kinds!(
     RoleBinding,
     Service,
     Deployment,
+    HorizontalPodAutoscaler,
     PodDisruptionBudget,
     NetworkPolicy,
 );

@@ -288,6 +288,13 @@ fn leftover(kind: OwnedKind, cluster: &OriginCluster, namespace: &str) -> Value 
                 },
             }}),
         ),
+        OwnedKind::HorizontalPodAutoscaler => (
+            "autoscaling/v2",
+            json!({"spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "maxReplicas": 1,
+            }}),
+        ),
         OwnedKind::PodDisruptionBudget => (
             "policy/v1",
             json!({"spec": {"selector": pods, "maxUnavailable": 1}}),
@@ -473,10 +480,10 @@ async fn least_privilege_run(watch_namespace: bool) {
     })
     .await;
 
-    // A production-shaped cluster (managed Redis: every owned kind) becomes Ready.
-    let name = apply_example(&admin, &apps, "production").await;
+    // A cluster with every owned kind (managed Redis, autoscaled edges) becomes Ready.
+    let name = apply_example(&admin, &apps, "edge").await;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &apps);
-    for suffix in ["-origin", "-proxy", "-redis"] {
+    for suffix in ["-origin", "-proxy", "-edge", "-redis"] {
         let deployment = format!("{name}{suffix}");
         eventually(&format!("Deployment {deployment}"), || async {
             deployments.get_opt(&deployment).await.ok()?.map(|_| ())

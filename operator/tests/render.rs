@@ -161,6 +161,24 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str, bool)> {
             true,
         ),
         (
+            "edges without RTMP on the proxies (CEL)",
+            cluster("  origin:\n    protocols: {rtmp: false}\n  edge: {}\n"),
+            "edges pull their streams from the proxies over RTMP: spec.edge needs origin.protocols.rtmp",
+            true,
+        ),
+        (
+            "edges with no protocol (CEL)",
+            cluster("  edge:\n    protocols: {rtmp: false, httpFlv: false}\n"),
+            "enable at least one edge protocol (rtmp or httpFlv)",
+            true,
+        ),
+        (
+            "an autoscaling ceiling under its floor (CEL)",
+            cluster("  edge:\n    autoscaling: {minReplicas: 3, maxReplicas: 2}\n"),
+            "autoscaling.maxReplicas must be at least minReplicas",
+            true,
+        ),
+        (
             "a name too long (CEL)",
             cluster("  paused: false\n").replace("name: bad", &format!("name: {}", "x".repeat(51))),
             "the name may have at most 50 characters",
@@ -188,6 +206,12 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str, bool)> {
             "a variable the operator sets (validate stage)",
             cluster("  origin:\n    env: [{name: SRS_HEARTBEAT_URL, value: http://x}]\n"),
             "ReservedEnv: spec.origin.env: SRS_HEARTBEAT_URL is set by the operator",
+            false,
+        ),
+        (
+            "a heartbeat variable on edges (validate stage)",
+            cluster("  edge:\n    env: [{name: SRS_HEARTBEAT_ENABLED, value: \"on\"}]\n"),
+            "ReservedEnv: spec.edge.env: SRS_HEARTBEAT_ENABLED would configure an SRS heartbeat",
             false,
         ),
         ("not YAML", "kind: [".into(), "not YAML", false),

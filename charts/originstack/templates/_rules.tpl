@@ -26,6 +26,11 @@
   verbs: ["create", "patch", "list", "watch", "delete"]
 # Owned objects: server-side applied (created or patched), watched to undo drift, listed and
 # deleted when the spec no longer asks for them.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["create", "patch", "list", "watch", "delete"]
+# Owned objects: server-side applied (created or patched), watched to undo drift, listed and
+# deleted when the spec no longer asks for them.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["create", "patch", "list", "watch", "delete"]

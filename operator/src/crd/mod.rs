@@ -9,11 +9,12 @@ mod status;
 use kube::CustomResourceExt;
 
 pub use spec::{
-    ExternalRedis, ExternalTrafficPolicy, ImagePullPolicy, ManagedRedis, OriginCluster,
-    OriginClusterSpec, OriginSpec, PROXY_SYSTEM_PORT, PodOverrides, Protocols, ProxyServiceSpec,
-    ProxySpec, RedisMode, RedisSpec, SecretKeyRef, ServicePorts, ServiceType, origin_ports,
+    EdgeAutoscaling, EdgeProtocols, EdgeServicePorts, EdgeServiceSpec, EdgeSpec, ExternalRedis,
+    ExternalTrafficPolicy, ImagePullPolicy, ManagedRedis, OriginCluster, OriginClusterSpec,
+    OriginSpec, PROXY_SYSTEM_PORT, PodOverrides, Protocols, ProxyServiceSpec, ProxySpec, RedisMode,
+    RedisSpec, SecretKeyRef, ServicePorts, ServiceType, origin_ports,
 };
-pub use status::{Endpoints, OriginClusterStatus, ReplicaCounts, condition};
+pub use status::{EdgeEndpoints, Endpoints, OriginClusterStatus, ReplicaCounts, condition};
 
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> String {

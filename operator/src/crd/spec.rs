@@ -34,6 +34,7 @@ use super::status::OriginClusterStatus;
     ),
     printcolumn(name = "Origins", type_ = "integer", json_path = ".status.origins.ready", description = "Ready origin pods"),
     printcolumn(name = "Proxies", type_ = "integer", json_path = ".status.proxies.ready", description = "Ready proxy pods"),
+    printcolumn(name = "Edges", type_ = "integer", json_path = ".status.edges.ready", description = "Ready edge pods", priority = 1),
     printcolumn(name = "Redis", type_ = "string", json_path = ".spec.redis.mode", priority = 1),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
@@ -41,10 +42,16 @@ use super::status::OriginClusterStatus;
     validation = Rule::new("self.metadata.name.size() <= 50")
         .message("the name may have at most 50 characters: the owned Service names add up to 13 more and must fit 63")
 )]
-#[x_kube(validation = Rule::new("self.redis.mode != 'none' || self.proxy.replicas <= 1")
-    .message("redis.mode none keeps stream ownership in one proxy's memory: it needs proxy.replicas 1 (use managed or external Redis for more proxies)")
-    .field_path(".redis.mode")
-    .reason(Reason::FieldValueForbidden))]
+#[x_kube(
+    validation = Rule::new("self.redis.mode != 'none' || self.proxy.replicas <= 1")
+        .message("redis.mode none keeps stream ownership in one proxy's memory: it needs proxy.replicas 1 (use managed or external Redis for more proxies)")
+        .field_path(".redis.mode")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.edge) || self.origin.protocols.rtmp")
+        .message("edges pull their streams from the proxies over RTMP: spec.edge needs origin.protocols.rtmp")
+        .field_path(".edge")
+        .reason(Reason::FieldValueForbidden)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct OriginClusterSpec {
     /// The SRS origin pods.
@@ -56,12 +63,16 @@ pub struct OriginClusterSpec {
     /// Where the proxies keep stream ownership.
     #[serde(default)]
     pub redis: RedisSpec,
+    /// SRS edge servers players connect to, each pulling a stream once through the proxies.
+    /// Absent: no edge tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeSpec>,
     /// Stops every write to owned objects; status is still reported.
     #[serde(default)]
     pub paused: bool,
 }
 
-/// Pod-level settings users commonly override, shared by origins and proxies.
+/// Pod-level settings users commonly override, shared by origins, proxies and edges.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
@@ -124,7 +135,8 @@ pub struct OriginSpec {
     #[serde(default)]
     pub protocols: Protocols,
     /// Extra top-level srs.conf blocks appended to the generated configuration. A
-    /// `max_connections` here replaces the generated default (1000).
+    /// `max_connections` here replaces the generated default (1000); the names of `vhost`
+    /// blocks reach the proxies (PROXY_VHOSTS), which own other vhosts' streams as the default's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 65536))]
     pub config: String,
@@ -235,6 +247,140 @@ impl Default for ProxySpec {
             pod: PodOverrides::default(),
         }
     }
+}
+
+/// The edge tier: SRS servers in remote (edge) mode whose origin is the proxy Service. An edge
+/// pulls each stream its players ask for once, over RTMP through the proxies (which pick the
+/// origin that owns it), and fans it out; a publish sent to an edge is forwarded to the
+/// proxies like any publish. Edges never heartbeat: the proxies do not take them for origins.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeSpec {
+    /// Number of edge pods, used when `autoscaling` is absent.
+    #[serde(default = "default_edge_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// An SRS image, run in edge mode (`cluster { mode remote; }` in the generated srs.conf).
+    #[serde(default = "default_edge_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// With `autoscaling`, request CPU here: the autoscaler's utilization is a percentage of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables for the SRS container (SRS reads `SRS_*` overrides; the
+    /// heartbeat's are refused, as an edge must never register with the proxies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default)]
+    pub protocols: EdgeProtocols,
+    #[serde(default)]
+    pub service: EdgeServiceSpec,
+    /// Scale the edges on CPU with a HorizontalPodAutoscaler instead of `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<EdgeAutoscaling>,
+    #[serde(flatten)]
+    pub pod: PodOverrides,
+}
+
+impl EdgeSpec {
+    /// The most edge pods there can be: the autoscaler's ceiling, else `replicas`.
+    pub fn most_replicas(&self) -> i32 {
+        self.autoscaling
+            .as_ref()
+            .map_or(self.replicas, |autoscaling| autoscaling.max_replicas)
+    }
+}
+
+/// What the edges serve to players. No HLS: an SRS edge in remote mode makes none (HLS is cut
+/// on the origin a stream is published to, and served through the proxy Service).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.rtmp || self.httpFlv")
+    .message("enable at least one edge protocol (rtmp or httpFlv)"))]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeProtocols {
+    /// RTMP play (and publish, forwarded to the proxies).
+    #[serde(default = "enabled")]
+    pub rtmp: bool,
+    /// HTTP-FLV play (`/app/stream.flv`).
+    #[serde(default = "enabled")]
+    pub http_flv: bool,
+}
+
+impl Default for EdgeProtocols {
+    fn default() -> Self {
+        Self {
+            rtmp: true,
+            http_flv: true,
+        }
+    }
+}
+
+/// The edges' client Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.loadBalancerClass) || self.type == 'LoadBalancer'")
+        .message("loadBalancerClass needs type LoadBalancer"),
+    validation = Rule::new("!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'")
+        .message("externalTrafficPolicy needs type NodePort or LoadBalancer")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeServiceSpec {
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+    #[serde(default)]
+    pub ports: EdgeServicePorts,
+}
+
+/// The ports players use on the edge Service (the edge pods listen on SRS's own).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeServicePorts {
+    #[serde(default = "default_rtmp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub rtmp: i32,
+    #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http: i32,
+}
+
+impl Default for EdgeServicePorts {
+    fn default() -> Self {
+        Self {
+            rtmp: default_rtmp_port(),
+            http: default_http_port(),
+        }
+    }
+}
+
+/// A HorizontalPodAutoscaler on the edges' CPU. It owns the replica count, and it needs a
+/// metrics source (such as metrics-server) and a CPU request on the edges.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.maxReplicas >= self.minReplicas")
+    .message("autoscaling.maxReplicas must be at least minReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeAutoscaling {
+    /// Fewest edge pods.
+    #[serde(default = "default_edge_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most edge pods.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU use, in percent of the request, the autoscaler keeps the edges at.
+    #[serde(
+        default = "default_edge_cpu_target",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -423,6 +569,18 @@ fn default_origin_replicas() -> i32 {
 }
 fn default_origin_image() -> String {
     "ossrs/srs:7".into()
+}
+fn default_edge_replicas() -> i32 {
+    2
+}
+fn default_edge_image() -> String {
+    "ossrs/srs:7".into()
+}
+fn default_edge_min_replicas() -> i32 {
+    1
+}
+fn default_edge_cpu_target() -> i32 {
+    70
 }
 fn default_proxy_replicas() -> i32 {
     1

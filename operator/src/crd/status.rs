@@ -21,6 +21,10 @@ pub struct OriginClusterStatus {
     /// The managed Redis (absent for external or no Redis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<ReplicaCounts>,
+    /// The edge pods (absent without `spec.edge`); with autoscaling, `desired` is the
+    /// autoscaler's current choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<ReplicaCounts>,
     /// Where clients connect, one URL per enabled protocol.
     #[serde(default)]
     pub endpoints: Endpoints,
@@ -54,6 +58,20 @@ pub struct Endpoints {
     pub webrtc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srt: Option<String>,
+    /// Where players reach the edges (absent without `spec.edge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeEndpoints>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeEndpoints {
+    /// RTMP play (a publish here is forwarded to the proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmp: Option<String>,
+    /// Base URL of HTTP-FLV (`/app/stream.flv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
 }
 
 /// Condition types of `status.conditions`.

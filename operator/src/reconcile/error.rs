@@ -93,6 +93,14 @@ pub enum ValidationError {
         "spec.redis.mode none keeps stream ownership in one proxy's memory, but spec.proxy.replicas is {replicas}; use managed or external Redis"
     )]
     MemoryWithReplicas { replicas: i32 },
+    #[error(
+        "spec.edge needs spec.origin.protocols.rtmp: the edges pull every stream from the proxies over RTMP, and the proxies serve RTMP only when the origins do"
+    )]
+    EdgeWithoutRtmp,
+    #[error(
+        "spec.edge.env: {name} would configure an SRS heartbeat; an edge must never register with the proxies as an origin"
+    )]
+    EdgeHeartbeatEnv { name: String },
 }
 
 impl ValidationError {
@@ -110,6 +118,8 @@ impl ValidationError {
                 "InvalidRedis"
             }
             ValidationError::MemoryWithReplicas { .. } => "InvalidRedis",
+            ValidationError::EdgeWithoutRtmp => "InvalidEdge",
+            ValidationError::EdgeHeartbeatEnv { .. } => "ReservedEnv",
         }
     }
 }

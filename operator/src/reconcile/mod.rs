@@ -136,6 +136,7 @@ async fn run_stages(cluster: &OriginCluster, ctx: &Context) -> Result<Action, Er
         client,
         &plan.namespace,
         &desired,
+        &observed.current,
         &selector,
         &plan.owner.uid,
     )

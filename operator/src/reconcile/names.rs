@@ -36,11 +36,38 @@ impl Names {
     pub fn proxy_system(&self) -> String {
         format!("{}-proxy-system", self.cluster)
     }
+    /// Edge Deployment, its client Service and HorizontalPodAutoscaler.
+    pub fn edge(&self) -> String {
+        format!("{}-edge", self.cluster)
+    }
+    pub fn edge_config(&self) -> String {
+        format!("{}-edge-config", self.cluster)
+    }
     pub fn redis(&self) -> String {
         format!("{}-redis", self.cluster)
     }
     /// The register-token Secret the operator generates when the spec names none.
     pub fn token_secret(&self) -> String {
         format!("{}-register-token", self.cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_of_the_longest_cluster_name_are_dns_labels() {
+        let names = Names::new(&"x".repeat(MAX_NAME_LEN));
+        for service in [
+            names.origin(),
+            names.proxy(),
+            names.proxy_udp(),
+            names.proxy_system(),
+            names.redis(),
+            names.edge(),
+        ] {
+            assert!(service.len() <= 63, "{service}");
+        }
     }
 }

@@ -24,7 +24,8 @@ pub struct Observed {
     pub fresh_token: String,
     /// A new random read token for the proxies' listings, used likewise.
     pub fresh_read_token: String,
-    /// The owned Deployments and Services as they are now (status when nothing is applied).
+    /// The owned Deployments and Services as they are now: the status when nothing is
+    /// applied, and who applied a Deployment's replica count (see `apply`).
     pub current: Vec<Owned>,
 }
 
@@ -72,10 +73,17 @@ pub async fn observe(client: &Client, cluster: &OriginCluster) -> Result<Observe
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let mut current = Vec::new();
-    for deployment in [names.origin(), names.proxy(), names.redis()] {
+    let mut wanted_deployments = vec![names.origin(), names.proxy(), names.redis()];
+    let mut wanted_services = vec![names.proxy(), names.proxy_udp()];
+    // Without an edge tier there is nothing of it to report (a leftover is pruned).
+    if cluster.spec.edge.is_some() {
+        wanted_deployments.push(names.edge());
+        wanted_services.push(names.edge());
+    }
+    for deployment in wanted_deployments {
         current.extend(get(&deployments, &deployment).await?.map(Owned::from));
     }
-    for service in [names.proxy(), names.proxy_udp()] {
+    for service in wanted_services {
         current.extend(get(&services, &service).await?.map(Owned::from));
     }
 

@@ -17,7 +17,10 @@ use super::{
     names::Names,
 };
 use crate::{
-    crd::{Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts, condition},
+    crd::{
+        EdgeEndpoints, Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts,
+        condition,
+    },
     kinds::{FIELD_MANAGER, Owned},
 };
 
@@ -86,7 +89,26 @@ pub fn compute(
     let proxies = rollout(deployment(names.proxy()), spec.proxy.replicas);
     let redis =
         (spec.redis.mode == RedisMode::Managed).then(|| rollout(deployment(names.redis()), 1));
-    let all_done = origins.done && proxies.done && redis.is_none_or(|r| r.done);
+    let edges = spec.edge.as_ref().map(|edge| {
+        let current = deployment(names.edge());
+        let desired = match &edge.autoscaling {
+            // The autoscaler's choice, within its bounds: a new Deployment starts at one
+            // replica until the autoscaler raises it to its minimum, and Ready waits for that.
+            Some(autoscaling) => current
+                .and_then(|d| d.spec.as_ref()?.replicas)
+                .unwrap_or(autoscaling.min_replicas)
+                .clamp(
+                    autoscaling.min_replicas,
+                    autoscaling.max_replicas.max(autoscaling.min_replicas),
+                ),
+            None => edge.replicas,
+        };
+        rollout(current, desired)
+    });
+    let all_done = origins.done
+        && proxies.done
+        && redis.is_none_or(|r| r.done)
+        && edges.is_none_or(|e| e.done);
 
     let counts = |rollout: Rollout, selector: Option<String>| ReplicaCounts {
         desired: rollout.desired,
@@ -94,13 +116,15 @@ pub fn compute(
         selector,
     };
     let origin_selector = pod_selector(&cluster.name_any(), Component::Origin);
+    let edge_selector = pod_selector(&cluster.name_any(), Component::Edge);
     let nothing_read = objects.is_empty() && matches!(outcome, Outcome::Failed(_));
-    let (origin_counts, proxy_counts, redis_counts, endpoints) = if nothing_read {
+    let (origin_counts, proxy_counts, redis_counts, edge_counts, endpoints) = if nothing_read {
         // The failure came before anything could be read: keep what was last known.
         (
             previous.origins.clone(),
             previous.proxies.clone(),
             previous.redis.clone(),
+            previous.edges.clone(),
             previous.endpoints.clone(),
         )
     } else {
@@ -108,20 +132,25 @@ pub fn compute(
             counts(origins, Some(origin_selector)),
             counts(proxies, None),
             redis.map(|r| counts(r, None)),
+            edges.map(|e| counts(e, Some(edge_selector))),
             endpoints(cluster, &names, &namespace, objects),
         )
     };
 
+    let optional = |name: &str, counts: &Option<ReplicaCounts>| {
+        counts
+            .as_ref()
+            .map(|c| format!(", {name} {}/{} ready", c.ready, c.desired))
+            .unwrap_or_default()
+    };
     let waiting = format!(
-        "origins {}/{} ready, proxies {}/{} ready{}",
+        "origins {}/{} ready, proxies {}/{} ready{}{}",
         origin_counts.ready,
         origin_counts.desired,
         proxy_counts.ready,
         proxy_counts.desired,
-        redis_counts
-            .as_ref()
-            .map(|r| format!(", redis {}/{} ready", r.ready, r.desired))
-            .unwrap_or_default()
+        optional("edges", &edge_counts),
+        optional("redis", &redis_counts),
     );
     let condition = |type_: &str, status: bool, reason: &str, message: String| {
         new_condition(
@@ -214,6 +243,7 @@ pub fn compute(
         origins: origin_counts,
         proxies: proxy_counts,
         redis: redis_counts,
+        edges: edge_counts,
         endpoints,
     }
 }
@@ -281,12 +311,21 @@ fn endpoints(
     let url = |enabled: bool, scheme: &str, host: &str, port: i32| {
         enabled.then(|| format!("{scheme}://{host}:{port}"))
     };
+    let edge = cluster.spec.edge.as_ref().map(|edge| {
+        let host = host(service(names.edge()), &names.edge());
+        let ports = &edge.service.ports;
+        EdgeEndpoints {
+            rtmp: url(edge.protocols.rtmp, "rtmp", &host, ports.rtmp),
+            http: url(edge.protocols.http_flv, "http", &host, ports.http),
+        }
+    });
     Endpoints {
         rtmp: url(protocols.rtmp, "rtmp", &tcp_host, ports.rtmp),
         http: url(protocols.http(), "http", &tcp_host, ports.http),
         api: url(protocols.webrtc, "http", &tcp_host, ports.api),
         webrtc: url(protocols.webrtc, "udp", &udp_host, ports.webrtc),
         srt: url(protocols.srt, "srt", &udp_host, ports.srt),
+        edge,
     }
 }
 

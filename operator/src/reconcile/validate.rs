@@ -56,7 +56,12 @@ pub const PROXY_RESERVED_ENV: &[&str] = &[
     "PROXY_REDIS_PASSWORD",
     "PROXY_REDIS_DB",
     "PROXY_WEBRTC_CANDIDATE",
+    "PROXY_VHOSTS",
 ];
+
+/// Prefix of the SRS variables of the heartbeat, refused on edges: an edge that heartbeats would
+/// be taken by the proxies for an origin and handed streams to own.
+pub const EDGE_REFUSED_ENV_PREFIX: &str = "SRS_HEARTBEAT_";
 
 /// Top-level srs.conf directives the operator generates; repeating them in `spec.origin.config`
 /// would be silently ignored by SRS (it reads the first), so they are refused instead.
@@ -83,6 +88,9 @@ pub struct Plan<'a> {
     /// Top-level directive names of `spec.origin.config`: the build stage leaves out a default
     /// of its own the user sets there (SRS reads the first of a name, so the user's must be it).
     pub origin_config_directives: BTreeSet<String>,
+    /// Vhosts `spec.origin.config` adds (`vhost NAME { }`): the proxies own their streams apart
+    /// from the default vhost's.
+    pub origin_vhosts: BTreeSet<String>,
 }
 
 /// Where origins and proxies read the register token from.
@@ -154,7 +162,26 @@ pub fn validate<'a>(
 
     check_reserved_env("spec.origin.env", &spec.origin.env, ORIGIN_RESERVED_ENV)?;
     check_reserved_env("spec.proxy.env", &spec.proxy.env, PROXY_RESERVED_ENV)?;
-    let origin_config_directives = check_origin_config(&spec.origin.config)?;
+    let OriginConfig {
+        directives: origin_config_directives,
+        vhosts: origin_vhosts,
+    } = check_origin_config(&spec.origin.config)?;
+    if let Some(edge) = &spec.edge {
+        // The edges' only origin is the proxies' RTMP listener, which exists only when the
+        // origins serve RTMP.
+        if !spec.origin.protocols.rtmp {
+            return Err(ValidationError::EdgeWithoutRtmp);
+        }
+        if let Some(var) = edge
+            .env
+            .iter()
+            .find(|var| var.name.starts_with(EDGE_REFUSED_ENV_PREFIX))
+        {
+            return Err(ValidationError::EdgeHeartbeatEnv {
+                name: var.name.clone(),
+            });
+        }
+    }
 
     let token = register_token(cluster, &name, &namespace, observed)?;
     let redis = redis_plan(cluster, &namespace, observed)?;
@@ -167,6 +194,7 @@ pub fn validate<'a>(
         token,
         redis,
         origin_config_directives,
+        origin_vhosts,
     })
 }
 
@@ -405,11 +433,19 @@ fn split_host_port(host_port: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// What the build stage needs to know of the user's extra srs.conf.
+struct OriginConfig {
+    /// Names of its top-level directives.
+    directives: BTreeSet<String>,
+    /// Names of its `vhost NAME { }` blocks.
+    vhosts: BTreeSet<String>,
+}
+
 /// Checks the user's extra srs.conf: balanced braces and quotes, every directive terminated,
-/// and none of the top-level directives the operator generates. Returns the names of its
-/// top-level directives.
-fn check_origin_config(config: &str) -> Result<BTreeSet<String>, ValidationError> {
+/// and none of the top-level directives the operator generates.
+fn check_origin_config(config: &str) -> Result<OriginConfig, ValidationError> {
     let mut top_level = BTreeSet::new();
+    let mut vhosts = BTreeSet::new();
     let error = |line: usize, problem: String| Err(ValidationError::OriginConfig { line, problem });
     let mut depth = 0usize;
     // Words of the directive being read, and the line it started on.
@@ -466,6 +502,12 @@ fn check_origin_config(config: &str) -> Result<BTreeSet<String>, ValidationError
                         && let Some(name) = words.first()
                     {
                         top_level.insert(name.clone());
+                        if ch == '{'
+                            && name == "vhost"
+                            && let Some(vhost) = words.get(1)
+                        {
+                            vhosts.insert(vhost.clone());
+                        }
                     }
                     match ch {
                         '{' => depth += 1,
@@ -499,7 +541,10 @@ fn check_origin_config(config: &str) -> Result<BTreeSet<String>, ValidationError
             format!("{depth} block(s) not closed with '}}'"),
         );
     }
-    Ok(top_level)
+    Ok(OriginConfig {
+        directives: top_level,
+        vhosts,
+    })
 }
 
 fn flush(word: &mut String, words: &mut Vec<String>) {
@@ -521,14 +566,18 @@ mod tests {
     }
 
     #[test]
-    fn lists_the_top_level_directives() {
-        let names = check_origin_config(
-            "max_connections 3000; # more\nvhost example.com {\n    max_connections 1;\n}\nsrs_log_level warn;\n",
+    fn lists_the_top_level_directives_and_vhosts() {
+        let config = check_origin_config(
+            "max_connections 3000; # more\nvhost example.com {\n    max_connections 1;\n}\nsrs_log_level warn;\nvhost \"b.example.com\" { }\n",
         )
         .unwrap();
         assert_eq!(
-            names.into_iter().collect::<Vec<_>>(),
+            config.directives.into_iter().collect::<Vec<_>>(),
             ["max_connections", "srs_log_level", "vhost"]
+        );
+        assert_eq!(
+            config.vhosts.into_iter().collect::<Vec<_>>(),
+            ["b.example.com", "example.com"]
         );
     }
 

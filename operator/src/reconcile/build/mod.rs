@@ -4,6 +4,7 @@
 //! tests in `operator/tests/build_golden.rs` pin down.
 
 mod disruption;
+mod edge;
 mod origin;
 mod proxy;
 mod rbac;
@@ -18,7 +19,7 @@ use k8s_openapi::{
         apps::v1::{DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, Secret,
-            SecretKeySelector,
+            SecretKeySelector, Service, ServicePort, ServiceSpec,
         },
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
@@ -31,7 +32,7 @@ use super::{
     validate::{Plan, RedisPlan},
 };
 use crate::{
-    crd::{ImagePullPolicy, PodOverrides, SecretKeyRef},
+    crd::{ExternalTrafficPolicy, ImagePullPolicy, PodOverrides, SecretKeyRef, ServiceType},
     kinds::{Owned, OwnedKind},
 };
 
@@ -49,6 +50,7 @@ pub enum Component {
     Origin,
     Proxy,
     Redis,
+    Edge,
 }
 
 impl Component {
@@ -57,6 +59,7 @@ impl Component {
             Component::Origin => "origin",
             Component::Proxy => "proxy",
             Component::Redis => "redis",
+            Component::Edge => "edge",
         }
     }
 }
@@ -75,6 +78,9 @@ pub fn build(plan: &Plan) -> Vec<Owned> {
     objects.extend(proxy::services(plan, &names).into_iter().map(Owned::from));
     objects.push(origin::deployment(plan, &names, &srs_conf).into());
     objects.push(proxy::deployment(plan, &names).into());
+    if let Some(edge) = &plan.cluster.spec.edge {
+        objects.extend(edge::objects(plan, &names, edge));
+    }
     if let RedisPlan::Managed(managed) = &plan.redis {
         objects.extend(redis::objects(plan, &names, managed));
     }
@@ -244,6 +250,58 @@ fn env_from_field(name: &str, field_path: &str) -> EnvVar {
 fn with_user_env(mut operator_env: Vec<EnvVar>, user_env: &[EnvVar]) -> Option<Vec<EnvVar>> {
     operator_env.extend(user_env.iter().cloned());
     Some(operator_env)
+}
+
+fn service_port(name: &str, port: i32, protocol: &str) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        protocol: Some(protocol.into()),
+        target_port: Some(IntOrString::String(name.into())),
+        ..Default::default()
+    }
+}
+
+/// How a client Service is exposed: what the proxy and edge Service specs share.
+struct Exposure<'a> {
+    type_: ServiceType,
+    annotations: &'a BTreeMap<String, String>,
+    load_balancer_class: Option<&'a str>,
+    external_traffic_policy: Option<ExternalTrafficPolicy>,
+}
+
+/// A Service clients reach one component's pods by. Settings the type cannot take are left
+/// out (the CRD's rules refuse them; an older CRD might not).
+fn client_service(
+    plan: &Plan,
+    name: String,
+    component: Component,
+    exposure: &Exposure,
+    ports: Vec<ServicePort>,
+) -> Service {
+    let mut metadata = metadata(plan, name, Some(component));
+    if !exposure.annotations.is_empty() {
+        metadata.annotations = Some(exposure.annotations.clone());
+    }
+    let load_balancer = exposure.type_ == ServiceType::LoadBalancer;
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(exposure.type_.as_str().into()),
+            selector: Some(selector_labels(plan, component)),
+            ports: Some(ports),
+            load_balancer_class: exposure
+                .load_balancer_class
+                .filter(|_| load_balancer)
+                .map(Into::into),
+            external_traffic_policy: exposure
+                .external_traffic_policy
+                .filter(|_| exposure.type_ != ServiceType::ClusterIP)
+                .map(|policy| policy.as_str().into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn single_container_pod(container: Container, overrides: &PodOverrides) -> PodSpec {

@@ -6,8 +6,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Probe,
-            Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+            PodSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::util::intstr::IntOrString,
@@ -19,7 +20,7 @@ use super::{
     with_user_env,
 };
 use crate::{
-    crd::origin_ports,
+    crd::{ImagePullPolicy, PodOverrides, origin_ports},
     reconcile::{digest::config_hash, names::Names, validate::Plan},
 };
 
@@ -104,60 +105,15 @@ pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
         operator_env.push(env_from_field("ORIGINSTACK_POD_IP", "status.podIP"));
         operator_env.push(env("CANDIDATE", "$(ORIGINSTACK_POD_IP)"));
     }
-    let api_probe = |initial_delay, period, failures| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/api/v1/versions".into()),
-            port: IntOrString::String("api".into()),
-            ..Default::default()
-        }),
-        initial_delay_seconds: Some(initial_delay),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
-        ..Default::default()
-    };
-    let container = Container {
-        name: "srs".into(),
-        image: Some(spec.image.clone()),
-        image_pull_policy: pull_policy(spec.image_pull_policy),
-        working_dir: Some("/usr/local/srs".into()),
-        command: Some(vec![
-            "./objs/srs".into(),
-            "-c".into(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
-        ports: Some(
-            ports(plan)
-                .into_iter()
-                .map(|(name, port, protocol)| ContainerPort {
-                    name: Some(name.into()),
-                    container_port: port,
-                    protocol: Some(protocol.into()),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
+    let pod_spec = srs_pod_spec(SrsPod {
+        image: &spec.image,
+        image_pull_policy: spec.image_pull_policy,
+        ports: ports(plan),
         env: with_user_env(operator_env, &spec.env),
         resources: spec.resources.clone(),
-        readiness_probe: Some(api_probe(2, 5, 3)),
-        liveness_probe: Some(api_probe(10, 10, 6)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "config".into(),
-            mount_path: CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    let mut pod_spec = single_container_pod(container, &spec.pod);
-    pod_spec.volumes = Some(vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: names.origin_config(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }]);
+        overrides: &spec.pod,
+        config_map: names.origin_config(),
+    });
     let hash = config_hash(&[srs_conf, &plan.token.fingerprint]);
     Deployment {
         metadata: metadata(plan, names.origin(), Some(Component::Origin)),
@@ -173,4 +129,77 @@ pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
         }),
         ..Default::default()
     }
+}
+
+/// What differs between the SRS pods of origins and edges; the rest is [`srs_pod_spec`]'s.
+pub(super) struct SrsPod<'a> {
+    pub image: &'a str,
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// (name, port, protocol) of the container's ports.
+    pub ports: Vec<(&'static str, i32, &'static str)>,
+    pub env: Option<Vec<EnvVar>>,
+    pub resources: Option<ResourceRequirements>,
+    pub overrides: &'a PodOverrides,
+    /// The ConfigMap holding the pod's srs.conf.
+    pub config_map: String,
+}
+
+/// The SRS container, run as the image lays it out, with its srs.conf mounted from a
+/// ConfigMap and probed on the HTTP API.
+pub(super) fn srs_pod_spec(pod: SrsPod) -> PodSpec {
+    let api_probe = |initial_delay, period, failures| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/api/v1/versions".into()),
+            port: IntOrString::String("api".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "srs".into(),
+        image: Some(pod.image.to_string()),
+        image_pull_policy: pull_policy(pod.image_pull_policy),
+        working_dir: Some("/usr/local/srs".into()),
+        command: Some(vec![
+            "./objs/srs".into(),
+            "-c".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(
+            pod.ports
+                .into_iter()
+                .map(|(name, port, protocol)| ContainerPort {
+                    name: Some(name.into()),
+                    container_port: port,
+                    protocol: Some(protocol.into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        env: pod.env,
+        resources: pod.resources,
+        readiness_probe: Some(api_probe(2, 5, 3)),
+        liveness_probe: Some(api_probe(10, 10, 6)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let mut pod_spec = single_container_pod(container, pod.overrides);
+    pod_spec.volumes = Some(vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: pod.config_map,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    pod_spec
 }

@@ -13,11 +13,12 @@ use k8s_openapi::{
 };
 
 use super::{
-    Component, env, env_from_field, env_from_secret, label_selector, metadata, pod_metadata,
-    pull_policy, selector_labels, single_container_pod, surge_strategy, with_user_env,
+    Component, Exposure, client_service, env, env_from_field, env_from_secret, label_selector,
+    metadata, pod_metadata, pull_policy, selector_labels, service_port, single_container_pod,
+    surge_strategy, with_user_env,
 };
 use crate::{
-    crd::{PROXY_SYSTEM_PORT, ServiceType},
+    crd::PROXY_SYSTEM_PORT,
     reconcile::{
         digest::config_hash,
         names::Names,
@@ -93,7 +94,20 @@ pub fn services(plan: &Plan, names: &Names) -> Vec<Service> {
             .map(|listener| service_port(listener.name, listener.port, listener.protocol))
             .collect();
         if !ports.is_empty() {
-            services.push(client_service(plan, name, ports));
+            let service = &plan.cluster.spec.proxy.service;
+            let exposure = Exposure {
+                type_: service.type_,
+                annotations: &service.annotations,
+                load_balancer_class: service.load_balancer_class.as_deref(),
+                external_traffic_policy: service.external_traffic_policy,
+            };
+            services.push(client_service(
+                plan,
+                name,
+                Component::Proxy,
+                &exposure,
+                ports,
+            ));
         }
     }
     services.push(Service {
@@ -106,43 +120,6 @@ pub fn services(plan: &Plan, names: &Names) -> Vec<Service> {
         ..Default::default()
     });
     services
-}
-
-fn service_port(name: &str, port: i32, protocol: &str) -> ServicePort {
-    ServicePort {
-        name: Some(name.into()),
-        port,
-        protocol: Some(protocol.into()),
-        target_port: Some(IntOrString::String(name.into())),
-        ..Default::default()
-    }
-}
-
-fn client_service(plan: &Plan, name: String, ports: Vec<ServicePort>) -> Service {
-    let service = &plan.cluster.spec.proxy.service;
-    let mut metadata = metadata(plan, name, Some(Component::Proxy));
-    if !service.annotations.is_empty() {
-        metadata.annotations = Some(service.annotations.clone());
-    }
-    let load_balancer = service.type_ == ServiceType::LoadBalancer;
-    Service {
-        metadata,
-        spec: Some(ServiceSpec {
-            type_: Some(service.type_.as_str().into()),
-            selector: Some(selector_labels(plan, Component::Proxy)),
-            ports: Some(ports),
-            load_balancer_class: service
-                .load_balancer_class
-                .clone()
-                .filter(|_| load_balancer),
-            external_traffic_policy: service
-                .external_traffic_policy
-                .filter(|_| service.type_ != ServiceType::ClusterIP)
-                .map(|policy| policy.as_str().into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 pub fn deployment(plan: &Plan, names: &Names) -> Deployment {
@@ -170,6 +147,12 @@ pub fn deployment(plan: &Plan, names: &Names) -> Deployment {
         .any(|var| var.name == REQUIRE_DISCOVERED_ENV)
     {
         operator_env.push(env(REQUIRE_DISCOVERED_ENV, "on"));
+    }
+    // SRS serves a stream of a vhost it has no block for as the default vhost's; the proxies
+    // must own streams the same way, so they learn the vhosts the origins have.
+    if !plan.origin_vhosts.is_empty() {
+        let vhosts: Vec<&str> = plan.origin_vhosts.iter().map(String::as_str).collect();
+        operator_env.push(env("PROXY_VHOSTS", vhosts.join(",")));
     }
     // Fingerprints of secret values the pods read at start, so a new value rolls them.
     let mut secret_fingerprints = vec![plan.token.fingerprint.clone()];

@@ -1,4 +1,5 @@
-//! The srs.conf of the origins, generated from the enabled protocols.
+//! The srs.conf of the origins, generated from the enabled protocols, and the syntax the
+//! edges' shares.
 
 use std::fmt::Write;
 
@@ -154,7 +155,8 @@ pub fn render(plan: &Plan, names: &Names) -> String {
     conf
 }
 
-fn block(line: &mut impl FnMut(&str), name: &str, directives: &[(&str, String)]) {
+/// A top-level block: `name { key value; ... }`.
+pub(super) fn block(line: &mut impl FnMut(&str), name: &str, directives: &[(&str, String)]) {
     line(&format!("{name} {{"));
     for (key, value) in directives {
         line(&format!("    {key:<16}{value};"));
@@ -162,7 +164,8 @@ fn block(line: &mut impl FnMut(&str), name: &str, directives: &[(&str, String)])
     line("}");
 }
 
-fn nested(line: &mut impl FnMut(&str), name: &str, directives: &[(&str, &str)]) {
+/// A block inside `vhost`, indented one level.
+pub(super) fn nested(line: &mut impl FnMut(&str), name: &str, directives: &[(&str, &str)]) {
     let mut text = format!("    {name} {{\n");
     for (key, value) in directives {
         let _ = writeln!(text, "        {key:<16}{value};");
