@@ -26,6 +26,9 @@ use crate::images::{self, TestImages};
 /// Environment variable naming the origin image the tests deploy instead of the SRS stand-in
 /// (e.g. a real SRS image imported into the cluster's containerd beforehand).
 pub const ORIGIN_IMAGE_ENV: &str = "ORIGINSTACK_E2E_ORIGIN_IMAGE";
+/// The SRS image edges run (`spec.edge.image`); the origin image when unset, which for the
+/// stand-in means its edge mode (`cluster { mode remote; }` in the edge srs.conf).
+pub const EDGE_IMAGE_ENV: &str = "ORIGINSTACK_E2E_EDGE_IMAGE";
 /// The namespace and release name of the chart.
 pub const OPERATOR_NAMESPACE: &str = "originstack-system";
 pub const RELEASE: &str = "originstack";
@@ -167,6 +170,10 @@ impl Cluster {
         std::env::var(ORIGIN_IMAGE_ENV).unwrap_or_else(|_| self.images.origin.name.clone())
     }
 
+    pub fn edge_image(&self) -> String {
+        std::env::var(EDGE_IMAGE_ENV).unwrap_or_else(|_| self.origin_image())
+    }
+
     /// Imports a docker-archive into the kubelet's containerd namespace.
     pub fn import(&self, archive: &Path) -> anyhow::Result<()> {
         let output = Command::new("ctr")
@@ -302,8 +309,8 @@ impl Cluster {
         Ok(name)
     }
 
-    /// Applies an example's documents in `namespace`, with each OriginCluster's origin and
-    /// Redis images set to the locally built ones (the only change: the examples name public
+    /// Applies an example's documents in `namespace`, with each OriginCluster's origin, edge
+    /// and Redis images set to the locally built ones (the only change: the examples name public
     /// images this machine cannot pull). `adjust` may change each OriginCluster further.
     /// Returns the OriginCluster names.
     pub fn apply_example(
@@ -340,6 +347,9 @@ impl Cluster {
     pub fn use_local_images(&self, cluster: &mut Value) {
         let spec = &mut cluster["spec"];
         spec["origin"]["image"] = Value::from(self.origin_image());
+        if spec["edge"].is_object() {
+            spec["edge"]["image"] = Value::from(self.edge_image());
+        }
         if spec["redis"]["mode"] == "managed" {
             spec["redis"]["managed"]["image"] = Value::from(self.images.redis.name.clone());
         }

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use originstack_e2e::{
-    Publisher, assert_plays_published,
+    Player, Publisher, assert_plays_published,
     cluster::{Cluster, OPERATOR_NAMESPACE, condition},
     http_request, probe,
 };
@@ -198,8 +198,8 @@ impl<'a> Streaming<'a> {
             .collect())
     }
 
-    /// The streams an origin pod reports itself (its SRS HTTP API).
-    fn origin_streams(&self, pod: &str) -> anyhow::Result<BTreeSet<String>> {
+    /// The streams an origin pod reports itself (its SRS HTTP API `/api/v1/streams`).
+    fn origin_api_streams(&self, pod: &str) -> anyhow::Result<Vec<Value>> {
         let pod = self
             .cluster
             .get_json(&["pod", pod, "-n", &self.namespace])?;
@@ -214,14 +214,55 @@ impl<'a> Streaming<'a> {
             "",
         )?;
         ensure!(status == 200, "origin /api/v1/streams answered {status}");
-        let listing: Value = serde_json::from_str(&body)?;
-        Ok(listing["streams"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let mut listing: Value = serde_json::from_str(&body)?;
+        match listing["streams"].take() {
+            Value::Array(streams) => Ok(streams),
+            _ => bail!("no streams in {body}"),
+        }
+    }
+
+    /// The streams published on an origin pod.
+    fn origin_streams(&self, pod: &str) -> anyhow::Result<BTreeSet<String>> {
+        Ok(self
+            .origin_api_streams(pod)?
+            .iter()
             .filter(|s| s["publish"]["active"] == true)
             .filter_map(|s| Some(s["name"].as_str()?.to_owned()))
             .collect())
+    }
+
+    /// Plays of `stream` an origin pod serves, from its own SRS API: the stream's clients
+    /// less its publisher.
+    fn origin_plays(&self, pod: &str, stream: &str) -> anyhow::Result<u64> {
+        let streams = self.origin_api_streams(pod)?;
+        let entry = streams
+            .iter()
+            .find(|s| s["name"] == stream)
+            .with_context(|| format!("the origin does not list {stream}: {streams:?}"))?;
+        let clients = entry["clients"].as_u64().context("no clients count")?;
+        let publishing = u64::from(entry["publish"]["active"] == true);
+        Ok(clients.saturating_sub(publishing))
+    }
+
+    /// Sum over the Ready proxies of one sample of their `/metrics` (`name{labels}`).
+    fn proxies_metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let authorization = format!("Bearer {}", self.api_token);
+        let mut sum = 0.0;
+        for system in self.proxy_systems()? {
+            let (status, body) = http_request(
+                system,
+                "GET",
+                "/metrics",
+                &[("Authorization", &authorization)],
+                "",
+            )?;
+            ensure!(status == 200, "/metrics on {system} answered {status}");
+            sum += body
+                .lines()
+                .find_map(|line| line.strip_prefix(sample)?.trim().parse::<f64>().ok())
+                .with_context(|| format!("{system} has no sample {sample}"))?;
+        }
+        Ok(sum)
     }
 
     fn wait_ready(&self) -> anyhow::Result<Value> {
@@ -488,7 +529,11 @@ fn a_users_first_hour_on_a_one_node_cluster() -> anyhow::Result<()> {
     // 7. The other examples reach Ready too (scaled to fit one 2-core node).
     other_examples_reach_ready(cluster)?;
 
-    // 8. Delete the OriginCluster and uninstall the chart: everything owned is gone.
+    // 8. The edge tier of examples/edge.yaml: many players of one stream cost its origin one
+    //    play per edge pod.
+    edge_tier_fans_out(cluster)?;
+
+    // 9. Delete the OriginCluster and uninstall the chart: everything owned is gone.
     cluster.kubectl(&[
         "delete",
         "origincluster",
@@ -527,6 +572,97 @@ fn a_users_first_hour_on_a_one_node_cluster() -> anyhow::Result<()> {
     // The cluster goes; `cluster.sh down` fails if any process, mount, bridge or iptables
     // chain of it is left on the machine.
     cluster.stop()?;
+    Ok(())
+}
+
+/// Step 8: `examples/edge.yaml`. One stream published through the proxy Service, 20 players
+/// through the edge Service: every player gets media and the owning origin serves at most one
+/// play per edge pod; the owning origin pod is deleted and players through the same edge
+/// Service get media again; the HPA's minimum raises the edge count and status follows.
+fn edge_tier_fans_out(cluster: &Cluster) -> anyhow::Result<()> {
+    let namespace = cluster.create_namespace("edge")?;
+    let names = cluster.apply_example(&repo().join("examples/edge.yaml"), &namespace, |_| {})?;
+    let name = names[0].clone();
+    let status = cluster.wait_ready(&namespace, &name, READY)?;
+    assert_eq!(status["status"]["edges"]["ready"], 2, "{status}");
+    let streaming = Streaming::new(cluster, &namespace, &name)?;
+    let edge = format!("{name}-edge");
+    let edge_rtmp = format!(
+        "rtmp://{}/live/show",
+        cluster.service_address(&namespace, &edge, "rtmp")?
+    );
+    let edge_flv = format!(
+        "http://{}/live/show.flv",
+        cluster.service_address(&namespace, &edge, "http")?
+    );
+
+    let publisher = ReconnectingPublisher::start(streaming.rtmp_url("show"));
+    wait_playable(&streaming.flv_url("show"), Duration::from_secs(30))?;
+    wait_playable(&edge_rtmp, Duration::from_secs(60))?;
+    let mut players = Vec::new();
+    for i in 0..20 {
+        let url = if i % 2 == 0 { &edge_rtmp } else { &edge_flv };
+        players.push(Player::start(url.clone())?);
+    }
+    for player in &mut players {
+        player.wait_played(Duration::from_secs(2), Duration::from_secs(60))?;
+    }
+    let edge_pods = cluster.pods(&namespace, &name, "edge")?.len() as u64;
+    let owner = streaming.owner("show")?.context("no proxy lists show")?;
+    let plays = streaming.origin_plays(&owner, "show")?;
+    let proxy_plays =
+        streaming.proxies_metric("originstack_proxy_rtmp_sessions_active{intent=\"play\"}")?;
+    eprintln!(
+        "[edge] FIGURE 20 players (10 RTMP, 10 HTTP-FLV) through {edge_pods} edge pods: origin {owner} serves {plays} play(s) of the stream; the proxies relay {proxy_plays} RTMP play(s)"
+    );
+    ensure!(
+        (1..=edge_pods).contains(&plays),
+        "the origin serves {plays} plays for {edge_pods} edges"
+    );
+    ensure!(
+        proxy_plays >= 1.0 && proxy_plays <= edge_pods as f64,
+        "the proxies count {proxy_plays} RTMP plays for {edge_pods} edges"
+    );
+
+    // The owning origin pod goes: once the publisher is back, players through the same edge
+    // Service get media again.
+    let connections = publisher.connections();
+    let deleted = Instant::now();
+    cluster.kubectl(&["delete", "pod", &owner, "-n", &namespace, "--wait=false"])?;
+    cluster.wait_for(
+        "the publisher to reconnect",
+        Duration::from_secs(30),
+        || Ok(publisher.connections() > connections),
+    )?;
+    wait_playable(&edge_rtmp, Duration::from_secs(60))?;
+    wait_playable(&edge_flv, Duration::from_secs(60))?;
+    let back = deleted.elapsed();
+    let before: Vec<Duration> = players.iter().map(Player::played).collect();
+    thread::sleep(Duration::from_secs(3));
+    let resumed = players
+        .iter()
+        .zip(&before)
+        .filter(|(p, b)| p.played() > **b)
+        .count();
+    eprintln!(
+        "[edge] FIGURE origin pod deleted -> playable through the edge Service again in {:.2}s; {resumed} of 20 players kept their connection and resumed",
+        back.as_secs_f64()
+    );
+    drop(players);
+    drop(publisher);
+
+    // The HPA owns the edge count: its minimum raised through the OriginCluster, status
+    // follows the Deployment it scaled.
+    cluster.patch(
+        &format!("origincluster/{name}"),
+        &namespace,
+        &json!({"spec": {"edge": {"autoscaling": {"minReplicas": 3}}}}),
+    )?;
+    cluster.wait_for("3 edges ready in status", READY, || {
+        let status = cluster.get_json(&["origincluster", &name, "-n", &namespace])?;
+        Ok(status["status"]["edges"]["desired"] == 3 && status["status"]["edges"]["ready"] == 3)
+    })?;
+    cluster.kubectl(&["delete", "namespace", &namespace, "--wait=false"])?;
     Ok(())
 }
 
