@@ -148,16 +148,7 @@ async fn the_edge_example_becomes_its_objects_and_status() {
     })
     .await;
     assert_eq!(below.status, "False");
-    // What the autoscaler does first: raise the count to its minimum, through the scale
-    // subresource.
-    Api::<Deployment>::namespaced(client.clone(), &namespace)
-        .patch_scale(
-            &edge,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 2}})),
-        )
-        .await
-        .unwrap();
+    scale_as_autoscaler(&client, &namespace, &edge, 2).await;
     mark_ready(&client, &namespace, &edge).await;
     wait_condition(&client, &namespace, &name, types::READY, "True").await;
 }

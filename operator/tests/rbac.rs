@@ -489,6 +489,9 @@ async fn least_privilege_run(watch_namespace: bool) {
             deployments.get_opt(&deployment).await.ok()?.map(|_| ())
         })
         .await;
+        if suffix == "-edge" {
+            scale_as_autoscaler(&admin, &apps, &deployment, 2).await;
+        }
         mark_ready(&admin, &apps, &deployment).await;
     }
     wait_condition(&admin, &apps, &name, types::READY, "True").await;

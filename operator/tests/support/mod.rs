@@ -251,6 +251,19 @@ pub async fn wait_observed(client: &Client, namespace: &str, name: &str) -> Orig
 
 /// What the Deployment controller and kubelets would report for a fully rolled-out
 /// Deployment (there are none in the test control plane).
+/// What a HorizontalPodAutoscaler does first (no autoscaler runs without controllers): set
+/// the Deployment's count, here to its minimum, through the scale subresource.
+pub async fn scale_as_autoscaler(client: &Client, namespace: &str, name: &str, replicas: i32) {
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .expect("Deployment scaled");
+}
+
 pub async fn mark_ready(client: &Client, namespace: &str, name: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let deployment = api.get(name).await.expect("the Deployment");
