@@ -44,6 +44,8 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let controller = Controller::new(clusters, watcher::Config::default())
         .with_config(Config::default().concurrency(options.concurrency));
+    ctx.metrics.watch_clusters(controller.store());
+    let metrics = ctx.metrics.clone();
     kinds::watch_all(controller, &client, namespace, &owned_config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -56,4 +58,5 @@ pub async fn run(
             }
         })
         .await;
+    metrics.forget_clusters();
 }

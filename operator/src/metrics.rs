@@ -1,12 +1,22 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
+use kube::{ResourceExt, runtime::reflector::Store};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    metrics::{
+        MetricType, counter::Counter, family::Family, gauge::ConstGauge, gauge::Gauge,
+        histogram::Histogram,
+    },
     registry::Registry,
 };
+
+use crate::crd::OriginCluster;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -19,6 +29,7 @@ pub struct Metrics {
     errors: Family<ReasonLabel, Counter>,
     duration: Histogram,
     leader: Gauge,
+    clusters: ClusterConditions,
 }
 
 impl Default for Metrics {
@@ -58,13 +69,27 @@ impl Metrics {
             "Whether this replica holds the leader lease (standbys report 0)",
             leader.clone(),
         );
+        let clusters = ClusterConditions::default();
+        registry.register_collector(Box::new(clusters.clone()));
         Self {
             registry,
             reconciles,
             errors,
             duration,
             leader,
+            clusters,
         }
+    }
+
+    /// Reports the conditions of the OriginClusters in `store` (the controller's cache) until
+    /// [`Metrics::forget_clusters`]: read at scrape time, so a deleted cluster leaves no series.
+    pub fn watch_clusters(&self, store: Store<OriginCluster>) {
+        *self.clusters.store.write().expect("cluster store") = Some(store);
+    }
+
+    /// The controller stopped (leadership lost, shutdown): its cache is no longer current.
+    pub fn forget_clusters(&self) {
+        *self.clusters.store.write().expect("cluster store") = None;
     }
 
     pub fn observe_reconcile(&self, elapsed: Duration, error_reason: Option<&str>) {
@@ -104,6 +129,40 @@ impl Metrics {
     }
 }
 
+/// `cluster_condition`: every condition of every OriginCluster the controller caches, 1 while
+/// True. Labels `cluster_namespace` and `cluster`, not `namespace`, which a scrape sets to the
+/// operator's own.
+#[derive(Clone, Debug, Default)]
+struct ClusterConditions {
+    store: Arc<RwLock<Option<Store<OriginCluster>>>>,
+}
+
+impl Collector for ClusterConditions {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut metric = encoder.encode_descriptor(
+            "cluster_condition",
+            "1 while the OriginCluster's condition (Ready, Progressing, Degraded, Paused) is True, by cluster; reported by the leader",
+            None,
+            MetricType::Gauge,
+        )?;
+        let store = self.store.read().expect("cluster store");
+        for cluster in store.iter().flat_map(Store::state) {
+            let namespace = cluster.namespace().unwrap_or_default();
+            let name = cluster.name_any();
+            for condition in cluster.status.iter().flat_map(|s| &s.conditions) {
+                let labels = [
+                    ("cluster_namespace", namespace.as_str()),
+                    ("cluster", name.as_str()),
+                    ("type", condition.type_.as_str()),
+                ];
+                ConstGauge::new(i64::from(condition.status == "True"))
+                    .encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +192,36 @@ mod tests {
             "{text}"
         );
         assert_eq!(metrics.errors("ApplyFailed"), 1);
+    }
+
+    #[test]
+    fn reports_the_conditions_of_the_cached_clusters() {
+        let metrics = Metrics::new();
+        let (store, mut writer) = kube::runtime::reflector::store::<OriginCluster>();
+        let condition = |type_: &str, status: &str| {
+            serde_json::json!({"type": type_, "status": status, "reason": "R", "message": "m",
+                "lastTransitionTime": "2026-12-05T08:00:00Z", "observedGeneration": 1})
+        };
+        let cluster: OriginCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "originstack.dev/v1alpha1", "kind": "OriginCluster",
+            "metadata": {"name": "live", "namespace": "media", "uid": "u1"},
+            "spec": {},
+            "status": {"conditions": [condition("Ready", "False"), condition("Degraded", "True")]},
+        }))
+        .unwrap();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cluster));
+        metrics.watch_clusters(store);
+        let text = metrics.encode();
+        for (type_, value) in [("Ready", 0), ("Degraded", 1)] {
+            let sample = format!(
+                "originstack_operator_cluster_condition{{cluster_namespace=\"media\",cluster=\"live\",type=\"{type_}\"}} {value}"
+            );
+            assert!(text.lines().any(|line| line == sample), "{text}");
+        }
+        metrics.forget_clusters();
+        assert!(
+            !metrics.encode().contains("cluster=\"live\""),
+            "a stopped controller's cache is not reported"
+        );
     }
 }

@@ -247,6 +247,18 @@ fn the_metrics_reference_is_generated_from_the_registry() {
     // Every family gets a sample, so its labels show.
     metrics.observe_reconcile(Duration::from_millis(3), Some("ApplyFailed"));
     metrics.set_leader(true);
+    // One cached cluster, so the per-cluster family shows its labels.
+    let (store, mut writer) = kube::runtime::reflector::store::<OriginCluster>();
+    let cluster: OriginCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "originstack.dev/v1alpha1", "kind": "OriginCluster",
+        "metadata": {"name": "live", "namespace": "media", "uid": "u1"},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady",
+            "message": "", "lastTransitionTime": "2026-12-05T08:00:00Z", "observedGeneration": 1}]},
+    }))
+    .unwrap();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cluster));
+    metrics.watch_clusters(store);
     check_section(
         &doc_path("metrics.md"),
         "operator-metrics",

@@ -105,6 +105,22 @@ impl RelayCollector {
             ConstGauge::new(value as i64)
                 .encode(metric.encode_family(&[("intent", intent.as_str())])?)?;
         }
+        let gauges = [
+            (
+                "rtmp_connections",
+                "RTMP client connections held now, handshaking ones included",
+                &self.rtmp.connections,
+            ),
+            (
+                "rtmp_connections_limit",
+                "RTMP connections accepted at most (PROXY_RTMP_MAX_CONNECTIONS); more are closed on accept",
+                &self.rtmp.connections_limit,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value.load(Ordering::Relaxed) as i64).encode(metric)?;
+        }
         let mut metric = encoder.encode_descriptor(
             "rtmp_sessions",
             "RTMP sessions that reached an origin and started relaying, by intent",

@@ -24,7 +24,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 pub use self::{
     resolver::{Intent, OriginResolver, ResolveError, ResolvedOrigin},
@@ -83,6 +86,10 @@ impl RtmpLimits {
 pub struct RtmpStats {
     pub publish: IntentCounters,
     pub play: IntentCounters,
+    /// Client connections held now, from accept to close (handshaking ones included).
+    pub connections: AtomicU64,
+    /// `PROXY_RTMP_MAX_CONNECTIONS` of the listener: more are closed on accept.
+    pub connections_limit: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +120,28 @@ impl RtmpStats {
     }
 }
 
+/// A client connection's place under the connection limit; counted while it lives.
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    stats: Arc<RtmpStats>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: OwnedSemaphorePermit, stats: Arc<RtmpStats>) -> Self {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            stats,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct RelayingGuard {
     stats: Arc<RtmpStats>,
     intent: Intent,
@@ -137,6 +166,9 @@ pub async fn serve(
     lifecycle: Lifecycle,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    stats
+        .connections_limit
+        .store(limits.max_connections as u64, Ordering::Relaxed);
     let limits = Arc::new(limits);
     loop {
         let accepted = tokio::select! {
@@ -163,7 +195,7 @@ pub async fn serve(
             limits.clone(),
             stats.clone(),
             lifecycle.terminate().clone(),
-            slot,
+            ConnectionSlot::new(slot, stats.clone()),
         ));
     }
     tracing::info!("RTMP listener stopped accepting");

@@ -4,12 +4,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use tokio::{net::TcpStream, sync::OwnedSemaphorePermit, time::Instant};
+use tokio::{net::TcpStream, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    RtmpLimits, RtmpStats,
+    ConnectionSlot, RtmpLimits, RtmpStats,
     amf0::Value,
     command::{self, CLIENT_STREAM_ID, Command, CommandError},
     connection::{ConnectionError, RtmpConnection},
@@ -72,7 +72,7 @@ pub async fn run(
     limits: Arc<RtmpLimits>,
     stats: Arc<RtmpStats>,
     terminate: CancellationToken,
-    _slot: OwnedSemaphorePermit,
+    _slot: ConnectionSlot,
 ) {
     let deadline = Instant::now() + limits.handshake_timeout;
     let mut first_byte = [0u8; 1];
