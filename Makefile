@@ -126,7 +126,7 @@ cluster-down:
 	$(CARGO) build -p originstack-e2e --bin originstack-cluster
 	$(CARGO_TARGET_DIR)/debug/originstack-cluster down target/cluster
 
-## k8s-assets-path: print the directory holding kube-apiserver, etcd and helm (builds them once)
+## k8s-assets-path: print the directory holding kube-apiserver, etcd, helm, promtool and the CRDs (builds them once)
 k8s-assets-path:
 	@tests/k8s-assets/build.sh --print-path
 

@@ -51,8 +51,9 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked
 fi
 
-# Kubernetes binaries (control plane, kubelet, kube-proxy, kubectl), CoreDNS and Helm, built
-# from their Go modules and cached (slow only once).
+# Kubernetes binaries (control plane, kubelet, kube-proxy, kubectl), CoreDNS, Helm and promtool,
+# built from their Go modules, and prometheus-operator's ServiceMonitor and PrometheusRule CRDs,
+# all cached (slow only once).
 if [ -x tests/k8s-assets/build.sh ]; then
   tests/k8s-assets/build.sh >/dev/null
 fi

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build (once) and cache the Kubernetes test binaries used by the Rust
 # integration tests, each compiled from the Go modules pinned in this directory
-# (kube/, etcd/, helm/, coredns/: go.mod + go.sum): kube-apiserver and etcd for
-# the API-only tests; kubelet, kube-controller-manager, kube-scheduler,
-# kube-proxy, kubectl and coredns for the one-node cluster; helm; and
-# prometheus-operator's ServiceMonitor CRD, taken from the Go module pinned in
-# prometheus-operator/ (nothing compiled), for validating the chart.
+# (kube/, etcd/, helm/, coredns/, prometheus/: go.mod + go.sum): kube-apiserver
+# and etcd for the API-only tests; kubelet, kube-controller-manager,
+# kube-scheduler, kube-proxy, kubectl and coredns for the one-node cluster; helm;
+# promtool for checking and unit-testing the chart's alert rules; and
+# prometheus-operator's ServiceMonitor and PrometheusRule CRDs, taken from the Go
+# module pinned in prometheus-operator/ (nothing compiled), for validating the
+# chart.
 #
 # Usage: tests/k8s-assets/build.sh [--print-path]
 #
@@ -29,7 +31,7 @@ print_path=0
 for arg in "$@"; do
     case "$arg" in
         --print-path) print_path=1 ;;
-        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "k8s-assets: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -51,9 +53,17 @@ HELM_VERSION="$(modver helm helm.sh/helm/v3)"          # e.g. v3.22.0
 COREDNS_VERSION="$(modver coredns github.com/coredns/coredns)" # e.g. v1.12.4
 PROMOP_MODULE=github.com/prometheus-operator/prometheus-operator
 PROMOP_VERSION="$(modver prometheus-operator "$PROMOP_MODULE")" # e.g. v0.85.0
-for v in KUBE_VERSION ETCD_VERSION HELM_VERSION COREDNS_VERSION PROMOP_VERSION; do
+PROMETHEUS_MODULE=github.com/prometheus/prometheus
+PROMETHEUS_VERSION="$(modver prometheus "$PROMETHEUS_MODULE")" # e.g. v0.316.0
+for v in KUBE_VERSION ETCD_VERSION HELM_VERSION COREDNS_VERSION PROMOP_VERSION PROMETHEUS_VERSION; do
     [[ -n "${!v}" ]] || { log "could not read $v from go.mod"; exit 1; }
 done
+# Prometheus 3.x is published as Go module v0.3MM.P for release 3.MM.P (the
+# module's VERSION file says so; checked when building).
+if [[ ! "$PROMETHEUS_VERSION" =~ ^v0\.([1-9])([0-9][0-9])\.([0-9]+)$ ]]; then
+    log "cannot map $PROMETHEUS_MODULE $PROMETHEUS_VERSION to a Prometheus release"; exit 1
+fi
+PROMTOOL_VERSION="${BASH_REMATCH[1]}.$((10#${BASH_REMATCH[2]})).${BASH_REMATCH[3]}" # e.g. 3.16.0
 
 cache_root="${ORIGINSTACK_CACHE:-${HOME:?HOME is not set}/.cache/originstack}"
 dir="$cache_root/k8s-$KUBE_VERSION"
@@ -77,7 +87,10 @@ version_ok() {
         helm)
             out="$("$dir/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
             [[ "$out" == "$HELM_VERSION" ]] ;;
-        servicemonitor-crd)
+        promtool)
+            out="$("$dir/promtool" --version 2>&1)" || return 1
+            [[ "${out%%$'\n'*}" == "promtool, version $PROMTOOL_VERSION "* ]] ;;
+        servicemonitor-crd|prometheusrule-crd)
             [[ "$(cat "$dir/crds/.prometheus-operator-version" 2>/dev/null)" == "$PROMOP_VERSION" ]] ;;
     esac
 }
@@ -86,11 +99,12 @@ version_ok() {
 asset_path() {
     case "$1" in
         servicemonitor-crd) echo "$dir/crds/monitoring.coreos.com_servicemonitors.yaml" ;;
+        prometheusrule-crd) echo "$dir/crds/monitoring.coreos.com_prometheusrules.yaml" ;;
         *) echo "$dir/$1" ;;
     esac
 }
 
-ASSETS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm coredns servicemonitor-crd"
+ASSETS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm coredns promtool servicemonitor-crd prometheusrule-crd"
 
 # Names of the binaries that are absent or stale (checks run in parallel).
 missing() {
@@ -152,6 +166,12 @@ build() {
     log "built $name in $((SECONDS - start))s"
 }
 
+# Directory of module $2 as pinned (and go.sum-verified) by the go.mod in $1.
+moddir() {
+    (cd "$here/$1" && go mod download -json "$2") | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+crds_done=0
 total_start=$SECONDS
 for b in $todo; do
     case "$b" in
@@ -172,15 +192,34 @@ for b in $todo; do
             ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$hminor"
             ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$hminor"
             build helm helm helm.sh/helm/v3/cmd/helm "$ld" ;;
-        servicemonitor-crd)
-            log "fetching $PROMOP_MODULE@$PROMOP_VERSION (go.sum-verified) for its ServiceMonitor CRD"
-            moddir="$(cd "$here/prometheus-operator" && go mod download -json "$PROMOP_MODULE" \
-                | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-            [[ -n "$moddir" ]] || { log "go mod download $PROMOP_MODULE failed"; exit 1; }
+        promtool)
+            # -X the release version (the module's VERSION file, e.g. 3.16.0 for
+            # v0.316.0) the way Prometheus's .promu.yml does, so --version shows it.
+            pdir="$(moddir prometheus "$PROMETHEUS_MODULE")"
+            [[ -n "$pdir" ]] || { log "go mod download $PROMETHEUS_MODULE failed"; exit 1; }
+            release="$(cat "$pdir/VERSION")"
+            if [[ "$release" != "$PROMTOOL_VERSION" ]]; then
+                log "$PROMETHEUS_MODULE $PROMETHEUS_VERSION has VERSION $release, expected $PROMTOOL_VERSION"; exit 1
+            fi
+            pv=github.com/prometheus/common/version
+            ld="-s -w -X $pv.Version=$release -X $pv.Revision=$PROMETHEUS_VERSION -X $pv.Branch=HEAD"
+            ld+=" -X $pv.BuildUser=originstack-k8s-assets"
+            build promtool prometheus "$PROMETHEUS_MODULE/cmd/promtool" "$ld" ;;
+        servicemonitor-crd|prometheusrule-crd)
+            # Both CRDs come from the same module and share one version marker,
+            # so they are always (re)copied together.
+            [[ $crds_done == 0 ]] || continue
+            crds_done=1
+            log "fetching $PROMOP_MODULE@$PROMOP_VERSION (go.sum-verified) for its ServiceMonitor and PrometheusRule CRDs"
+            pdir="$(moddir prometheus-operator "$PROMOP_MODULE")"
+            [[ -n "$pdir" ]] || { log "go mod download $PROMOP_MODULE failed"; exit 1; }
             mkdir -p "$dir/crds"
-            cp "$moddir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
-                "$dir/crds/.servicemonitors.tmp.$$"
-            mv -f "$dir/crds/.servicemonitors.tmp.$$" "$(asset_path servicemonitor-crd)"
+            rm -f "$dir/crds/.prometheus-operator-version"
+            for crd in servicemonitor-crd prometheusrule-crd; do
+                dest="$(asset_path "$crd")"
+                cp "$pdir/example/prometheus-operator-crd/${dest##*/}" "$dir/crds/.${crd}.tmp.$$"
+                mv -f "$dir/crds/.${crd}.tmp.$$" "$dest"
+            done
             echo "$PROMOP_VERSION" >"$dir/crds/.prometheus-operator-version" ;;
     esac
 done
@@ -192,6 +231,8 @@ ETCD_VERSION=$ETCD_VERSION
 HELM_VERSION=$HELM_VERSION
 COREDNS_VERSION=$COREDNS_VERSION
 PROMOP_VERSION=$PROMOP_VERSION
+PROMETHEUS_VERSION=$PROMETHEUS_VERSION
+PROMTOOL_VERSION=$PROMTOOL_VERSION
 EOF
 mv -f "$dir/.versions.tmp.$$" "$dir/VERSIONS"
 

@@ -427,7 +427,7 @@ impl Drop for ControlPlane {
 
 /// Locates the built binaries: `$ORIGINSTACK_K8S_ASSETS`, else `tests/k8s-assets/build.sh
 /// --print-path` (returns at once when they are cached, builds them otherwise). Also holds
-/// `helm` and `crds/` (third-party CRDs for validating the chart).
+/// `helm`, `promtool` and `crds/` (third-party CRDs for validating the chart).
 pub fn assets_dir() -> anyhow::Result<PathBuf> {
     static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut cached = DIR.lock().unwrap_or_else(|p| p.into_inner());
@@ -461,6 +461,38 @@ pub fn assets_dir() -> anyhow::Result<PathBuf> {
     }
     *cached = Some(dir.clone());
     Ok(dir)
+}
+
+/// `promtool` (Prometheus 3.x's rule checker, built by `tests/k8s-assets/build.sh`), for
+/// `promtool check rules` / `promtool test rules`. Panics (pointing at `make deps`) when the
+/// assets directory cannot be found or has no `promtool`.
+pub fn promtool() -> PathBuf {
+    asset("promtool")
+}
+
+/// prometheus-operator's ServiceMonitor CRD (`crds/` of [`assets_dir`]). Panics like
+/// [`promtool`].
+pub fn servicemonitor_crd() -> PathBuf {
+    asset("crds/monitoring.coreos.com_servicemonitors.yaml")
+}
+
+/// prometheus-operator's PrometheusRule CRD (`crds/` of [`assets_dir`]). Panics like
+/// [`promtool`].
+pub fn prometheusrule_crd() -> PathBuf {
+    asset("crds/monitoring.coreos.com_prometheusrules.yaml")
+}
+
+/// `relative` in [`assets_dir`], which must be a file.
+fn asset(relative: &str) -> PathBuf {
+    let path = assets_dir()
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing; run `make deps`",
+        path.display()
+    );
+    path
 }
 
 /// A server under a `bash` supervisor that kills it when its stdin closes (on
