@@ -50,6 +50,6 @@ pub use nginx_rtmp::{NginxRtmpConfig, NginxRtmpOrigin, OriginStream, carriers};
 pub use process::{
     ChildGuard, free_port, free_udp_port, local_address, wait_for_tcp, wait_for_udp,
 };
-pub use proxy::{Heartbeat, ProxyProcess, http_request};
+pub use proxy::{Heartbeat, ProxyProcess, http_request, proxy_binary};
 pub use srt::LiveTransmit;
 pub use wait::eventually;

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -357,4 +357,37 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The real proxy binary: `ORIGINSTACK_PROXY_BIN`, else the workspace's debug build beside
+/// this test's own directory, built once if absent.
+pub fn proxy_binary() -> &'static str {
+    static BINARY: OnceLock<String> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("ORIGINSTACK_PROXY_BIN") {
+            return path.to_string_lossy().into_owned();
+        }
+        // target/debug/deps/<test>-HASH → target/debug/originstack-proxy
+        let exe = std::env::current_exe().expect("test executable");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
+        let binary = profile_dir.join("originstack-proxy");
+        if !binary.is_file() {
+            let target_dir = profile_dir.parent().expect("target dir");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "originstack-proxy",
+                    "--bin",
+                    "originstack-proxy",
+                ])
+                .arg("--target-dir")
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p originstack-proxy failed");
+        }
+        binary.to_string_lossy().into_owned()
+    })
 }

@@ -4,8 +4,8 @@
 //! - every value is in values.yaml, in the schema, in the chart README and set in
 //!   ci/full-values.yaml;
 //! - `helm template` with the defaults, with every value set and with every switch off, then a
-//!   server-side dry-run apply of everything rendered (the ServiceMonitor against
-//!   prometheus-operator's real CRD);
+//!   server-side dry-run apply of everything rendered (the ServiceMonitor and the
+//!   PrometheusRule against prometheus-operator's real CRDs);
 //! - the operator's pod passes the `restricted` Pod Security Standard;
 //! - the chart's CRD is the one in crds/, it becomes Established, and examples/*.yaml are
 //!   accepted by it (dry-run).
@@ -23,7 +23,7 @@ use kube::{
 };
 use originstack_e2e::{
     helm::{self, Helm, Render, chart_dir},
-    kube::{ControlPlane, assets_dir},
+    kube::{ControlPlane, prometheusrule_crd, servicemonitor_crd},
     manifests::{self, Apply},
 };
 use serde_json::{Value, json};
@@ -163,19 +163,19 @@ async fn install_crd(client: &Client, crd: &Value) {
     .unwrap();
 }
 
-/// prometheus-operator's ServiceMonitor CRD (fetched by tests/k8s-assets/build.sh).
-async fn install_service_monitor_crd(client: &Client) {
-    let path = assets_dir()
-        .unwrap()
-        .join("crds/monitoring.coreos.com_servicemonitors.yaml");
-    install_crd(client, &yaml_file(&path)).await;
+/// prometheus-operator's ServiceMonitor and PrometheusRule CRDs (fetched by
+/// tests/k8s-assets/build.sh).
+async fn install_prometheus_operator_crds(client: &Client) {
+    for path in [servicemonitor_crd(), prometheusrule_crd()] {
+        install_crd(client, &yaml_file(&path)).await;
+    }
 }
 
 #[tokio::test]
 async fn everything_rendered_is_accepted_by_the_api_server() {
     let plane = ControlPlane::shared().await;
     let client = plane.admin_client().await.unwrap();
-    install_service_monitor_crd(&client).await;
+    install_prometheus_operator_crds(&client).await;
     let namespace = plane.create_namespace("chart").await.unwrap();
     let watch = plane.create_namespace("watched").await.unwrap();
     for (case, documents) in renders(&namespace, &watch) {

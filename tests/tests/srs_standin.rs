@@ -10,53 +10,19 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
-    sync::OnceLock,
     time::Duration,
 };
 
 use originstack_e2e::{
     ChildGuard, ProxyProcess, Publisher, assert_plays_published, eventually, free_port,
-    http_request, local_address, wait_for_tcp,
+    http_request, local_address, proxy_binary, wait_for_tcp,
 };
 use originstack_operator::render::{self, Admission, Stand};
 use serde_json::Value;
 
 const STANDIN: &str = env!("CARGO_BIN_EXE_srs-standin");
-
-/// The real proxy binary: `ORIGINSTACK_PROXY_BIN`, else the workspace's debug build beside
-/// this test's own directory, built once if absent.
-fn proxy_binary() -> &'static str {
-    static BINARY: OnceLock<String> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("ORIGINSTACK_PROXY_BIN") {
-            return path.to_string_lossy().into_owned();
-        }
-        // target/debug/deps/srs_standin-HASH → target/debug/originstack-proxy
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-        let binary = profile_dir.join("originstack-proxy");
-        if !binary.is_file() {
-            let target_dir = profile_dir.parent().expect("target dir");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "originstack-proxy",
-                    "--bin",
-                    "originstack-proxy",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build -p originstack-proxy failed");
-        }
-        binary.to_string_lossy().into_owned()
-    })
-}
 
 /// The srs.conf of the ConfigMap the operator renders for examples/minimal.yaml.
 fn minimal_srs_conf() -> String {
