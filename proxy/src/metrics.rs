@@ -121,6 +121,22 @@ impl RelayCollector {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(value.load(Ordering::Relaxed) as i64).encode(metric)?;
         }
+        let counters = [
+            (
+                "rtmp_bytes_to_origin",
+                "Bytes read from RTMP clients and relayed to origins (publishers' media)",
+                &self.rtmp.bytes.to_origin,
+            ),
+            (
+                "rtmp_bytes_to_client",
+                "Bytes read from origins and relayed to RTMP clients (players' media)",
+                &self.rtmp.bytes.to_client,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value.load(Ordering::Relaxed)).encode(metric)?;
+        }
         let mut metric = encoder.encode_descriptor(
             "rtmp_sessions",
             "RTMP sessions that reached an origin and started relaying, by intent",

@@ -13,8 +13,8 @@ use std::{
 };
 
 use originstack_e2e::{
-    Expect, NginxRtmpOrigin, ProxyProcess, Publisher, assert_playable, free_port, http_request,
-    redis::RedisServer,
+    Expect, NginxRtmpOrigin, ProxyProcess, Publisher, assert_playable, eventually, free_port,
+    http_request, redis::RedisServer,
 };
 
 const PROXY: &str = env!("CARGO_BIN_EXE_originstack-proxy");
@@ -196,6 +196,15 @@ fn http_flv_streams_at_once_and_closing_the_player_closes_the_origin_request() {
         "{seen}"
     );
 
+    let sample = |name: &str| -> f64 {
+        let metrics = proxy.metrics().unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in\n{metrics}"))
+    };
+    assert_eq!(sample("originstack_proxy_http_live_sessions_active"), 1.0);
+
     drop(player);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !origin.client_gone.load(Ordering::SeqCst) {
@@ -205,6 +214,11 @@ fn http_flv_streams_at_once_and_closing_the_player_closes_the_origin_request() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The player is gone: no longer counted, and what was sent to it is.
+    assert!(eventually(Duration::from_secs(5), || sample(
+        "originstack_proxy_http_live_sessions_active"
+    ) == 0.0));
+    assert!(sample("originstack_proxy_http_bytes_to_client_total") >= 3.0);
 }
 
 #[test]

@@ -507,6 +507,32 @@ async fn discovery_refresh_keeps_an_origin_alive(make: MakeBackend) {
     assert!(!lb.origins().await.unwrap()[0].alive, "no refresh, no life");
 }
 
+/// `reporting` tells an origin's own heartbeats from discovery keeping it alive, so a Ready pod
+/// whose SRS stopped heartbeating can be seen (the `origins_silent` metric).
+async fn discovery_alone_is_not_reporting(make: MakeBackend) {
+    let backend = make(timing(400, 5_000));
+    let lb = &backend.lb;
+    let pod = discovered("pod-a", 1);
+    let status = || async {
+        let listed = lb.origins().await.unwrap();
+        (listed[0].alive, listed[0].reporting)
+    };
+    lb.refresh_discovered(&pod, false).await.unwrap();
+    assert_eq!(status().await, (true, false), "discovered only");
+    lb.register(&origin("pod-a", 1, 3.0)).await.unwrap();
+    assert_eq!(status().await, (true, true), "heartbeat stored");
+    lb.refresh_discovered(&pod, false).await.unwrap();
+    assert_eq!(status().await, (true, true), "refresh keeps it");
+    // The SRS process stops heartbeating; its pod stays Ready and discovery keeps it alive.
+    for _ in 0..5 {
+        sleep_ms(150).await;
+        lb.refresh_discovered(&pod, false).await.unwrap();
+    }
+    assert_eq!(status().await, (true, false), "silent origin");
+    lb.register(&origin("pod-a", 1, 3.0)).await.unwrap();
+    assert_eq!(status().await, (true, true), "heartbeating again");
+}
+
 macro_rules! backend_suite {
     ($($behaviour:ident),* $(,)?) => {
         mod backends {
@@ -557,6 +583,7 @@ backend_suite!(
     registry_forgets_long_silent_origins,
     registry_is_bounded,
     discovery_refresh_keeps_heartbeat_figures,
+    discovery_alone_is_not_reporting,
     discovery_refresh_stores_new_addresses_and_incarnations,
     discovery_refresh_keeps_an_origin_alive,
 );

@@ -222,6 +222,14 @@ async fn publish_and_play_through_the_proxy_land_on_exactly_one_origin() {
     ) + counted(
         &proxy.stats.play.active
     ) == 0));
+    // Ended relays have added all they read: the publisher's media one way, the player's the
+    // other (each at least a few keyframes of the sample).
+    let (to_origin, to_client) = (
+        counted(&proxy.stats.bytes.to_origin),
+        counted(&proxy.stats.bytes.to_client),
+    );
+    assert!(to_origin > 50_000, "bytes to origin: {to_origin}");
+    assert!(to_client > 50_000, "bytes to client: {to_client}");
     assert!(eventually(Duration::from_secs(10), || carriers(
         &origins, "live", "cam1"
     )

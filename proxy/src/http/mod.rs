@@ -13,6 +13,7 @@
 pub mod chunked;
 pub(crate) mod forward;
 mod live;
+mod metered;
 pub mod playlist;
 pub mod request;
 
@@ -28,7 +29,7 @@ use tower_http::services::ServeDir;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
@@ -51,10 +52,13 @@ pub struct Streaming {
     pub requests: HttpMetrics,
 }
 
-/// HTTP streaming requests by kind. The `Default` set records for nobody.
+/// HTTP streaming requests by kind, bytes sent, live players. The `Default` set records for
+/// nobody.
 #[derive(Clone, Debug, Default)]
 pub struct HttpMetrics {
     requests: Family<HttpLabels, Counter>,
+    bytes_to_client: Counter,
+    live_active: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +74,16 @@ impl HttpMetrics {
             "http_requests",
             "HTTP streaming requests, by kind (live, playlist, segment, other)",
             metrics.requests.clone(),
+        );
+        registry.register(
+            "http_bytes_to_client",
+            "Body bytes of HTTP-FLV/TS streams, HLS playlists and segments relayed from origins to players",
+            metrics.bytes_to_client.clone(),
+        );
+        registry.register(
+            "http_live_sessions_active",
+            "HTTP-FLV and HTTP-TS players streaming now",
+            metrics.live_active.clone(),
         );
         metrics
     }
@@ -138,13 +152,20 @@ async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) ->
             return json_error(StatusCode::BAD_REQUEST, &err.to_string());
         }
     };
-    state.streaming.requests.request(kind.label());
-    match kind {
+    let metrics = &state.streaming.requests;
+    metrics.request(kind.label());
+    let relayed = match kind {
         RequestKind::Live { key } => {
-            state
+            let response = state
                 .forwarder
                 .live(&state.streaming.origins, req, key, client)
-                .await
+                .await;
+            let live = response
+                .status()
+                .is_success()
+                .then(|| metrics.live_active.clone());
+            return response
+                .map(|body| metered::meter(body, metrics.bytes_to_client.clone(), live));
         }
         RequestKind::Playlist { key, session } => {
             state
@@ -158,8 +179,9 @@ async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) ->
                 .session_file(&state.streaming.origins, req, &session, client)
                 .await
         }
-        RequestKind::Other => static_file(state, req).await,
-    }
+        RequestKind::Other => return static_file(state, req).await,
+    };
+    relayed.map(|body| metered::meter(body, metrics.bytes_to_client.clone(), None))
 }
 
 async fn static_file(state: &HttpState, req: Request<Incoming>) -> Response<Body> {

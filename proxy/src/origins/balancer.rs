@@ -115,6 +115,8 @@ pub struct OriginStatus {
     #[serde(flatten)]
     pub origin: Origin,
     pub alive: bool,
+    /// Its own heartbeat arrived within the origin TTL (see [`Origin::last_report_ms`]).
+    pub reporting: bool,
     pub draining: bool,
     pub streams_owned: u64,
 }

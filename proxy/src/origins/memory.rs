@@ -78,6 +78,9 @@ impl MemoryBalancer {
 
         let mut origin = origin.clone();
         origin.last_heartbeat_ms = now;
+        if discovered.is_none() {
+            origin.last_report_ms = now;
+        }
         let incarnation = origin.incarnation();
         let known = state.origins.len();
         let outcome = match state.origins.get_mut(&origin.server) {
@@ -86,6 +89,7 @@ impl MemoryBalancer {
                     // Keep the load figures a heartbeat stored.
                     entry.origin.last_heartbeat_ms = now;
                 } else {
+                    origin.last_report_ms = origin.last_report_ms.max(entry.origin.last_report_ms);
                     entry.origin = origin.clone();
                 }
                 Registered::Refreshed
@@ -227,6 +231,7 @@ impl LoadBalancer for MemoryBalancer {
             .values_mut()
             .map(|entry| OriginStatus {
                 alive: entry.alive(now, ttl),
+                reporting: now.saturating_sub(entry.origin.last_report_ms) <= ttl,
                 draining: state.draining.contains(&entry.origin.server),
                 streams_owned: entry.prune(now) as u64,
                 origin: entry.origin.clone(),

@@ -39,6 +39,8 @@ pub struct OriginsMetrics {
     pick_duration: Histogram,
     origins_alive: Gauge,
     origins_known: Gauge,
+    origins_draining: Gauge,
+    origins_silent: Gauge,
     streams_owned: Family<OriginLabels, Gauge>,
     backend_up: Gauge,
     origins_refused: Counter,
@@ -55,6 +57,8 @@ impl Default for OriginsMetrics {
             ),
             origins_alive: Gauge::default(),
             origins_known: Gauge::default(),
+            origins_draining: Gauge::default(),
+            origins_silent: Gauge::default(),
             streams_owned: Family::default(),
             backend_up: Gauge::default(),
             origins_refused: Counter::default(),
@@ -85,6 +89,16 @@ impl OriginsMetrics {
             "origins_known",
             "Origins in the registry, alive or not",
             metrics.origins_known.clone(),
+        );
+        registry.register(
+            "origins_draining",
+            "Origins taking no new streams: discovery sees their pods not ready or terminating",
+            metrics.origins_draining.clone(),
+        );
+        registry.register(
+            "origins_silent",
+            "Origins alive through Kubernetes discovery alone: no heartbeat of their own within the TTL",
+            metrics.origins_silent.clone(),
         );
         registry.register(
             "streams_owned",
@@ -127,6 +141,10 @@ impl OriginsMetrics {
         self.origins_alive
             .set(origins.iter().filter(|o| o.alive).count() as i64);
         self.origins_known.set(origins.len() as i64);
+        self.origins_draining
+            .set(origins.iter().filter(|o| o.draining).count() as i64);
+        self.origins_silent
+            .set(origins.iter().filter(|o| o.alive && !o.reporting).count() as i64);
         // Forgotten origins must disappear from the output, not linger at their last value.
         self.streams_owned.clear();
         for status in origins {

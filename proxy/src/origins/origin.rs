@@ -27,8 +27,14 @@ pub struct Origin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summaries: Option<serde_json::Value>,
     /// When the backend last stored a heartbeat, in Unix milliseconds of the backend's clock.
+    /// Discovery refreshes it too: it says the origin is alive.
     #[serde(default)]
     pub last_heartbeat_ms: u64,
+    /// When a proxy last received the origin's own heartbeat, in Unix milliseconds of that
+    /// proxy's clock; 0 while it is known from discovery only. A Ready pod whose SRS stopped
+    /// heartbeating (a wrong URL or token, a stuck process) shows here and nowhere else.
+    #[serde(default)]
+    pub last_report_ms: u64,
 }
 
 /// Where an origin accepts each protocol, resolved to socket addresses.
@@ -179,6 +185,7 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Origin, HeartbeatError> {
         load,
         summaries,
         last_heartbeat_ms: 0,
+        last_report_ms: 0,
     })
 }
 

@@ -53,7 +53,7 @@ use std::{
         Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use ::redis::{
@@ -509,6 +509,14 @@ impl RedisBalancer {
         origin: &Origin,
         discovered: Option<bool>,
     ) -> Result<Registered, BackendError> {
+        let mut origin = origin.clone();
+        if discovered.is_none() {
+            // This proxy's clock: the script keeps the JSON as given.
+            origin.last_report_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+        }
+        let origin = &origin;
         let json =
             serde_json::to_string(origin).map_err(|err| BackendError::Corrupt(err.to_string()))?;
         let json_len = json.len();
@@ -726,6 +734,9 @@ impl LoadBalancer for RedisBalancer {
             let origin = parse_origin(row[1].as_deref(), row[2].as_deref())?;
             list.push(OriginStatus {
                 alive: now.saturating_sub(origin.last_heartbeat_ms) <= ttl,
+                // The proxy that stored the heartbeat stamped it; cluster clocks agree to well
+                // within a TTL.
+                reporting: now.saturating_sub(origin.last_report_ms) <= ttl,
                 draining: row[3].as_deref() == Some("1"),
                 streams_owned: parse_u64(row[4].as_deref().unwrap_or(""), "owned count")?,
                 origin,

@@ -80,8 +80,9 @@ impl RtmpLimits {
     }
 }
 
-/// Relayed sessions by intent, counted by the sessions themselves (per session, never per
-/// message) and read by the proxy's metrics at scrape time. An SRS edge's pull is a play.
+/// Relayed sessions by intent and relayed bytes, counted by the sessions themselves (per
+/// session, bytes in batches; never per message) and read by the proxy's metrics at scrape
+/// time. An SRS edge's pull is a play.
 #[derive(Debug, Default)]
 pub struct RtmpStats {
     pub publish: IntentCounters,
@@ -90,6 +91,8 @@ pub struct RtmpStats {
     pub connections: AtomicU64,
     /// `PROXY_RTMP_MAX_CONNECTIONS` of the listener: more are closed on accept.
     pub connections_limit: AtomicU64,
+    /// Bytes relayed each way, added by the relays in batches.
+    pub bytes: relay::RelayBytes,
 }
 
 #[derive(Debug, Default)]

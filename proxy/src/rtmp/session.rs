@@ -220,6 +220,7 @@ async fn serve_client(
         ids,
         limits.idle_timeout,
         terminate,
+        &stats.bytes,
     )
     .await;
     // The lease (stream ownership) lives exactly as long as the relay.
