@@ -6,6 +6,7 @@
 //! - `helm template` with the defaults, with every value set and with every switch off, then a
 //!   server-side dry-run apply of everything rendered (the ServiceMonitor and the
 //!   PrometheusRule against prometheus-operator's real CRDs);
+//! - the Grafana dashboard's ConfigMap, when switched on, carries files/dashboard.json intact;
 //! - the operator's pod passes the `restricted` Pod Security Standard;
 //! - the chart's CRD is the one in crds/, it becomes Established, and examples/*.yaml are
 //!   accepted by it (dry-run).
@@ -134,10 +135,14 @@ fn renders(namespace: &str, watch: &str) -> Vec<(&'static str, Vec<Value>)> {
         ("defaults", render(vec![], vec![])),
         (
             "every value set",
-            // The watched namespace must exist for its Role; tests make their own.
+            // The watched namespace must exist for its Role, and the dashboard's for its
+            // ConfigMap; tests make their own.
             render(
                 vec![full_values()],
-                vec![("watchNamespace", watch.to_string())],
+                vec![
+                    ("watchNamespace", watch.to_string()),
+                    ("metrics.grafanaDashboard.namespace", watch.to_string()),
+                ],
             ),
         ),
         ("every switch off", render(vec![off_values()], vec![])),
@@ -344,6 +349,58 @@ async fn invalid_values_are_refused_at_template_time() {
             "{set:?}: {error:#}"
         );
     }
+}
+
+#[test]
+fn the_grafana_dashboard_configmap_holds_the_dashboard_json() {
+    let helm = Helm::find().unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("files/dashboard.json")).unwrap(),
+    )
+    .expect("files/dashboard.json is JSON");
+    let config_maps = |set: &[(&'static str, &str)]| -> Vec<Value> {
+        let documents = helm
+            .render(&Render {
+                release: "os",
+                namespace: "originstack-system",
+                set: set.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                ..Default::default()
+            })
+            .unwrap();
+        helm::find(&documents, "ConfigMap", None)
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    assert!(
+        config_maps(&[]).is_empty(),
+        "the dashboard is off by default"
+    );
+
+    let on = ("metrics.grafanaDashboard.enabled", "true");
+    let rendered = config_maps(&[on]);
+    assert_eq!(rendered.len(), 1, "{rendered:#?}");
+    let metadata = &rendered[0]["metadata"];
+    assert_eq!(metadata["name"], "os-originstack-dashboard");
+    assert_eq!(metadata["namespace"], "originstack-system");
+    assert_eq!(metadata["labels"]["grafana_dashboard"], "1");
+    let text = rendered[0]["data"]["originstack.json"].as_str();
+    let dashboard: Value = serde_json::from_str(text.expect("data originstack.json"))
+        .expect("the ConfigMap's dashboard is JSON");
+    assert_eq!(dashboard, committed);
+
+    // The sidecar often watches Grafana's namespace only, and may file by annotation.
+    let rendered = config_maps(&[
+        on,
+        ("metrics.grafanaDashboard.namespace", "monitoring"),
+        (
+            "metrics.grafanaDashboard.annotations.grafana_folder",
+            "Video",
+        ),
+    ]);
+    let metadata = &rendered[0]["metadata"];
+    assert_eq!(metadata["namespace"], "monitoring");
+    assert_eq!(metadata["annotations"]["grafana_folder"], "Video");
 }
 
 /// The YAML code blocks of a Markdown file.
