@@ -8,11 +8,11 @@ use kube::{
     Api,
     runtime::{Controller, controller::Config, watcher},
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     crd::OriginCluster,
-    kinds,
+    kinds, podmonitor,
     reconcile::{
         self, Context,
         build::{MANAGED_BY, MANAGED_BY_LABEL},
@@ -46,17 +46,38 @@ pub async fn run(
         .with_config(Config::default().concurrency(options.concurrency));
     ctx.metrics.watch_clusters(controller.store());
     let metrics = ctx.metrics.clone();
-    kinds::watch_all(controller, &client, namespace, &owned_config)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((cluster, _)) => debug!(%cluster, "reconciled"),
-                // Reconcile errors were logged by the error policy; these are watch errors.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                Err(error) => warn!("controller: {error}"),
-            }
-        })
-        .await;
+    // PodMonitors are watched for drift only if their CRD is there at start; installed later,
+    // they are still created (each reconcile asks again) and drift is undone on the resync.
+    let podmonitors_served = match podmonitor::served(&client).await {
+        Ok(served) => served,
+        Err(error) => {
+            warn!(
+                "cannot ask the API server whether it serves PodMonitors, not watching them: {error}"
+            );
+            false
+        }
+    };
+    info!(
+        podmonitors_served,
+        "watching OriginClusters and the objects they own"
+    );
+    kinds::watch_all(
+        controller,
+        &client,
+        namespace,
+        &owned_config,
+        podmonitors_served,
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile::reconcile, reconcile::error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((cluster, _)) => debug!(%cluster, "reconciled"),
+            // Reconcile errors were logged by the error policy; these are watch errors.
+            Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+            Err(error) => warn!("controller: {error}"),
+        }
+    })
+    .await;
     metrics.forget_clusters();
 }

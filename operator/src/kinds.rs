@@ -1,6 +1,7 @@
 //! The kinds of object the operator works with, and the verbs it uses on each.
 //!
-//! This is the bottom of the crate: it imports nothing else of it. The controller, the
+//! This is the bottom of the crate: it imports nothing else of it but the PodMonitor type
+//! (`podmonitor`, which imports nothing of the crate either). The controller, the
 //! reconciler and the leader election do what the verb lists below say, and `access.rs` turns
 //! the same lists into the RBAC the Helm chart grants, so a verb has one place to be added.
 //!
@@ -30,6 +31,8 @@ use kube::{
     runtime::{Controller, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
+
+use crate::podmonitor::PodMonitor;
 
 /// A resource as RBAC names it: API group (`""` for core) and plural, `/subresource` included.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -208,6 +211,12 @@ macro_rules! owned_kinds {
                 }
             }
 
+            /// Served only where another project's CRD is installed (PodMonitor): a missing
+            /// kind is nothing to list or watch, not an error.
+            pub fn optional(self) -> bool {
+                matches!(self, OwnedKind::PodMonitor)
+            }
+
             /// API group and plural of this kind, as RBAC names it.
             pub fn resource(self) -> ResourceId {
                 match self {
@@ -215,10 +224,15 @@ macro_rules! owned_kinds {
                 }
             }
 
-            /// Metadata of this kind's objects in `namespace` matching the label `selector`.
+            /// Metadata of this kind's objects in `namespace` matching the label `selector`; none
+            /// for an optional kind the API server does not serve.
             pub async fn list(self, client: &Client, namespace: &str, selector: &str) -> Result<Vec<ObjectMeta>, kube::Error> {
-                match self {
+                let listed = match self {
                     $(OwnedKind::$kind => list_metadata::<$kind>(api(client, Some(namespace)), selector).await),+
+                };
+                match listed {
+                    Err(kube::Error::Api(status)) if status.code == 404 && self.optional() => Ok(Vec::new()),
+                    listed => listed,
                 }
             }
 
@@ -265,12 +279,15 @@ macro_rules! owned_kinds {
         )+
 
         /// Makes `controller` reconcile the owner (an OriginCluster) whenever one of its owned
-        /// objects changes (drift, deletion, Deployment status).
+        /// objects changes (drift, deletion, Deployment status). Optional kinds are watched
+        /// only when `optional_served` (a watch of a kind the API server does not serve would
+        /// fail and retry forever).
         pub fn watch_all<Owner>(
             mut controller: Controller<Owner>,
             client: &Client,
             namespace: Option<&str>,
             config: &watcher::Config,
+            optional_served: bool,
         ) -> Controller<Owner>
         where
             Owner: Resource<DynamicType = ()>
@@ -281,7 +298,11 @@ macro_rules! owned_kinds {
                 + Sync
                 + 'static,
         {
-            $(controller = controller.owns(api::<$kind>(client, namespace), config.clone());)+
+            $(
+                if optional_served || !OwnedKind::$kind.optional() {
+                    controller = controller.owns(api::<$kind>(client, namespace), config.clone());
+                }
+            )+
             controller
         }
     };
@@ -299,6 +320,7 @@ owned_kinds!(
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
     NetworkPolicy,
+    PodMonitor,
 );
 
 impl Owned {

@@ -8,5 +8,6 @@ pub mod http;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
+pub mod podmonitor;
 pub mod reconcile;
 pub mod render;

@@ -313,6 +313,8 @@ pub fn objects(manifest: &Manifest, stand: &Stand) -> Result<Vec<Owned>, RenderE
         fresh_token: stand.fresh_token.clone(),
         fresh_read_token: stand.fresh_read_token.clone(),
         current: Vec::new(),
+        // Rendered as they would be applied where Prometheus Operator is installed.
+        podmonitors_served: true,
     };
     let plan = validate::validate(&cluster, &observed).map_err(RenderError::Validation)?;
     Ok(crate::reconcile::build::build(&plan))

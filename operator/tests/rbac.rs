@@ -303,6 +303,10 @@ fn leftover(kind: OwnedKind, cluster: &OriginCluster, namespace: &str) -> Value 
             "networking.k8s.io/v1",
             json!({"spec": {"podSelector": pods}}),
         ),
+        OwnedKind::PodMonitor => (
+            "monitoring.coreos.com/v1",
+            json!({"spec": {"selector": pods, "podMetricsEndpoints": [{"port": "metrics"}]}}),
+        ),
     };
     let mut object = json!({
         "apiVersion": api_version,
@@ -456,6 +460,9 @@ async fn least_privilege_run(watch_namespace: bool) {
         })
         .unwrap();
     install_chart(&admin, &documents, &operators).await;
+    // Prometheus Operator's CRDs are there: the operator watches, creates and prunes
+    // PodMonitors too.
+    install_podmonitor_crd(&admin).await;
 
     let pod = &helm::find(&documents, "Deployment", None)[0]["spec"]["template"]["spec"];
     let account = pod["serviceAccountName"].as_str().unwrap();
@@ -480,8 +487,16 @@ async fn least_privilege_run(watch_namespace: bool) {
     })
     .await;
 
-    // A cluster with every owned kind (managed Redis, autoscaled edges) becomes Ready.
+    // A cluster with every owned kind (managed Redis, autoscaled edges, PodMonitors) becomes
+    // Ready.
     let name = apply_example(&admin, &apps, "edge").await;
+    patch_spec(
+        &admin,
+        &apps,
+        &name,
+        json!({"monitoring": {"enabled": true}}),
+    )
+    .await;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &apps);
     for suffix in ["-origin", "-proxy", "-edge", "-redis"] {
         let deployment = format!("{name}{suffix}");

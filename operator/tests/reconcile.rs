@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Secret, Service},
-    events::v1::Event,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use originstack_operator::{
     crd::{OriginCluster, condition as types},
@@ -505,15 +504,7 @@ async fn switching_redis_mode_deletes_what_the_old_mode_needed() {
     assert!(cluster.status.unwrap().redis.is_none());
 
     // The deletion is announced as an Event on the cluster.
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    eventually("a Pruned event", || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Pruned"))
-            .then_some(())
-    })
-    .await;
+    wait_event(&client, &namespace, "Normal", "Pruned").await;
 
     // And back to one proxy without Redis: the PDB of the proxies goes too.
     patch_spec(
@@ -679,18 +670,7 @@ async fn a_broken_cluster_is_degraded_and_does_not_block_the_others() {
         condition(&degraded.0, types::READY).unwrap().reason,
         "SecretNotFound"
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    eventually("a Warning event", || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.reason.as_deref() == Some("SecretNotFound")
-            })
-            .then_some(())
-    })
-    .await;
+    wait_event(&client, &namespace, "Warning", "SecretNotFound").await;
     assert!(operator.metrics.errors("SecretNotFound") >= 1);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     assert!(

@@ -5,9 +5,9 @@
 # and etcd for the API-only tests; kubelet, kube-controller-manager,
 # kube-scheduler, kube-proxy, kubectl and coredns for the one-node cluster; helm;
 # promtool for checking and unit-testing the chart's alert rules; and
-# prometheus-operator's ServiceMonitor and PrometheusRule CRDs, taken from the Go
-# module pinned in prometheus-operator/ (nothing compiled), for validating the
-# chart.
+# prometheus-operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs, taken
+# from the Go module pinned in prometheus-operator/ (nothing compiled), for
+# validating the chart and the PodMonitors the operator creates.
 #
 # Usage: tests/k8s-assets/build.sh [--print-path]
 #
@@ -90,7 +90,8 @@ version_ok() {
         promtool)
             out="$("$dir/promtool" --version 2>&1)" || return 1
             [[ "${out%%$'\n'*}" == "promtool, version $PROMTOOL_VERSION "* ]] ;;
-        servicemonitor-crd|prometheusrule-crd)
+        servicemonitor-crd|podmonitor-crd|prometheusrule-crd)
+            [[ -f "$(asset_path "$1")" ]] || return 1
             [[ "$(cat "$dir/crds/.prometheus-operator-version" 2>/dev/null)" == "$PROMOP_VERSION" ]] ;;
     esac
 }
@@ -99,12 +100,13 @@ version_ok() {
 asset_path() {
     case "$1" in
         servicemonitor-crd) echo "$dir/crds/monitoring.coreos.com_servicemonitors.yaml" ;;
+        podmonitor-crd) echo "$dir/crds/monitoring.coreos.com_podmonitors.yaml" ;;
         prometheusrule-crd) echo "$dir/crds/monitoring.coreos.com_prometheusrules.yaml" ;;
         *) echo "$dir/$1" ;;
     esac
 }
 
-ASSETS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm coredns promtool servicemonitor-crd prometheusrule-crd"
+ASSETS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm coredns promtool servicemonitor-crd podmonitor-crd prometheusrule-crd"
 
 # Names of the binaries that are absent or stale (checks run in parallel).
 missing() {
@@ -205,17 +207,17 @@ for b in $todo; do
             ld="-s -w -X $pv.Version=$release -X $pv.Revision=$PROMETHEUS_VERSION -X $pv.Branch=HEAD"
             ld+=" -X $pv.BuildUser=originstack-k8s-assets"
             build promtool prometheus "$PROMETHEUS_MODULE/cmd/promtool" "$ld" ;;
-        servicemonitor-crd|prometheusrule-crd)
-            # Both CRDs come from the same module and share one version marker,
+        servicemonitor-crd|podmonitor-crd|prometheusrule-crd)
+            # The CRDs come from the same module and share one version marker,
             # so they are always (re)copied together.
             [[ $crds_done == 0 ]] || continue
             crds_done=1
-            log "fetching $PROMOP_MODULE@$PROMOP_VERSION (go.sum-verified) for its ServiceMonitor and PrometheusRule CRDs"
+            log "fetching $PROMOP_MODULE@$PROMOP_VERSION (go.sum-verified) for its ServiceMonitor, PodMonitor and PrometheusRule CRDs"
             pdir="$(moddir prometheus-operator "$PROMOP_MODULE")"
             [[ -n "$pdir" ]] || { log "go mod download $PROMOP_MODULE failed"; exit 1; }
             mkdir -p "$dir/crds"
             rm -f "$dir/crds/.prometheus-operator-version"
-            for crd in servicemonitor-crd prometheusrule-crd; do
+            for crd in servicemonitor-crd podmonitor-crd prometheusrule-crd; do
                 dest="$(asset_path "$crd")"
                 cp "$pdir/example/prometheus-operator-crd/${dest##*/}" "$dir/crds/.${crd}.tmp.$$"
                 mv -f "$dir/crds/.${crd}.tmp.$$" "$dest"

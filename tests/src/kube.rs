@@ -476,6 +476,12 @@ pub fn servicemonitor_crd() -> PathBuf {
     asset("crds/monitoring.coreos.com_servicemonitors.yaml")
 }
 
+/// prometheus-operator's PodMonitor CRD (`crds/` of [`assets_dir`]), for the PodMonitors the
+/// operator creates. Panics like [`servicemonitor_crd`].
+pub fn podmonitor_crd() -> PathBuf {
+    asset("crds/monitoring.coreos.com_podmonitors.yaml")
+}
+
 /// prometheus-operator's PrometheusRule CRD (`crds/` of [`assets_dir`]). Panics like
 /// [`promtool`].
 pub fn prometheusrule_crd() -> PathBuf {

@@ -715,6 +715,13 @@ fn other_examples_reach_ready(cluster: &Cluster) -> anyhow::Result<()> {
     eprintln!("[first-hour] external-redis Ready: {}", status["status"]);
     let status = cluster.wait_ready(&production, &prod_names[0], READY)?;
     eprintln!("[first-hour] production Ready: {}", status["status"]);
+    // Its spec.monitoring asks for PodMonitors; this cluster has no Prometheus Operator, which
+    // the status says without failing the cluster.
+    let monitoring = originstack_e2e::cluster::condition(&status, "Monitoring");
+    ensure!(
+        monitoring.is_some_and(|c| c["status"] == "False" && c["reason"] == "PodMonitorCRDMissing"),
+        "production's Monitoring condition: {monitoring:?}"
+    );
     for ns in [shared.as_str(), production.as_str(), "streaming"] {
         cluster.kubectl(&["delete", "namespace", ns, "--wait=false"])?;
     }

@@ -39,6 +39,11 @@
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["create", "patch", "list", "watch", "delete"]
+# Owned objects: server-side applied (created or patched), watched to undo drift, listed and
+# deleted when the spec no longer asks for them.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors"]
+  verbs: ["create", "patch", "list", "watch", "delete"]
 # Reads the register-token and Redis-password Secrets a spec names. Users choose those names, so
 # resourceNames cannot narrow this; only Secrets the operator labelled are watched (and so
 # cached).

@@ -10,9 +10,9 @@ use kube::CustomResourceExt;
 
 pub use spec::{
     EdgeAutoscaling, EdgeProtocols, EdgeServicePorts, EdgeServiceSpec, EdgeSpec, ExternalRedis,
-    ExternalTrafficPolicy, ImagePullPolicy, ManagedRedis, OriginCluster, OriginClusterSpec,
-    OriginSpec, PROXY_SYSTEM_PORT, PodOverrides, Protocols, ProxyServiceSpec, ProxySpec, RedisMode,
-    RedisSpec, SecretKeyRef, ServicePorts, ServiceType, origin_ports,
+    ExternalTrafficPolicy, ImagePullPolicy, ManagedRedis, MonitoringSpec, OriginCluster,
+    OriginClusterSpec, OriginSpec, PROXY_SYSTEM_PORT, PodOverrides, Protocols, ProxyServiceSpec,
+    ProxySpec, RedisMode, RedisSpec, SecretKeyRef, ServicePorts, ServiceType, origin_ports,
 };
 pub use status::{EdgeEndpoints, Endpoints, OriginClusterStatus, ReplicaCounts, condition};
 

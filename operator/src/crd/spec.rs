@@ -67,9 +67,45 @@ pub struct OriginClusterSpec {
     /// Absent: no edge tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<EdgeSpec>,
+    /// Prometheus Operator PodMonitors for the proxies (and the origins' SRS exporter).
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
     /// Stops every write to owned objects; status is still reported.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// PodMonitors (`monitoring.coreos.com/v1`) for Prometheus Operator: one for the proxies'
+/// `/metrics`, whose series carry the cluster's name as `job` (what the chart's alerts and
+/// dashboard group by), and one for the origins' SRS exporter when `originExporter` is on.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create the PodMonitors. Without Prometheus Operator's CRDs the `Monitoring` condition
+    /// says so and the rest of the cluster is reconciled as usual.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How often Prometheus scrapes, as a Prometheus duration (`30s`, `1m`); absent: the
+    /// Prometheus default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"))]
+    pub interval: Option<String>,
+    /// Extra labels on the PodMonitors: the ones your Prometheus selects monitors by (for
+    /// example `release`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Turn on SRS's Prometheus exporter on the origins (`exporter { enabled on; listen 9972; }`
+    /// in srs.conf, SRS 5 and later) and scrape it.
+    #[serde(default)]
+    pub origin_exporter: bool,
+}
+
+impl MonitoringSpec {
+    /// The origins' SRS exporter is on: monitoring enabled with `originExporter`.
+    pub fn origin_exporter_on(monitoring: Option<&Self>) -> bool {
+        monitoring.is_some_and(|m| m.enabled && m.origin_exporter)
+    }
 }
 
 /// Pod-level settings users commonly override, shared by origins, proxies and edges.
@@ -556,6 +592,8 @@ pub mod origin_ports {
     pub const API: i32 = 1985;
     pub const RTC: i32 = 8000;
     pub const SRT: i32 = 10080;
+    /// SRS's Prometheus exporter (`spec.monitoring.originExporter`): SRS's default port.
+    pub const EXPORTER: i32 = 9972;
 }
 
 /// The proxy's system API port (origin registration, metrics, probes).

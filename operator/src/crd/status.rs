@@ -80,4 +80,7 @@ pub mod condition {
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
     pub const PAUSED: &str = "Paused";
+    /// Present while `spec.monitoring.enabled`: True once the PodMonitors are applied, False
+    /// when the API server does not serve them.
+    pub const MONITORING: &str = "Monitoring";
 }

@@ -101,6 +101,10 @@ pub enum ValidationError {
         "spec.edge.env: {name} would configure an SRS heartbeat; an edge must never register with the proxies as an origin"
     )]
     EdgeHeartbeatEnv { name: String },
+    #[error(
+        "spec.origin.config has an exporter block and spec.monitoring.originExporter generates one; keep one (SRS would read only the first)"
+    )]
+    ExporterTwice,
 }
 
 impl ValidationError {
@@ -120,6 +124,7 @@ impl ValidationError {
             ValidationError::MemoryWithReplicas { .. } => "InvalidRedis",
             ValidationError::EdgeWithoutRtmp => "InvalidEdge",
             ValidationError::EdgeHeartbeatEnv { .. } => "ReservedEnv",
+            ValidationError::ExporterTwice => "InvalidMonitoring",
         }
     }
 }

@@ -32,7 +32,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use self::{error::Error, status::Outcome};
+use self::{error::Error, status::Outcome, validate::Monitors};
 use crate::{crd::OriginCluster, kinds::Owned, metrics::Metrics};
 
 /// How often a healthy cluster is looked at again even without a change (picks up a rotated
@@ -145,6 +145,20 @@ async fn run_stages(cluster: &OriginCluster, ctx: &Context) -> Result<Action, Er
         Ok(applied) => applied,
         Err(error) => return Err(record_failure(ctx, cluster, &observed.current, error).await),
     };
+    if plan.monitors == Monitors::CrdMissing {
+        let note = format!(
+            "spec.monitoring is enabled but the API server serves no {} PodMonitors: install Prometheus Operator's CRDs",
+            crate::podmonitor::API_VERSION
+        );
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "PodMonitorCRDMissing",
+            note,
+        )
+        .await;
+    }
     for (kind, name) in &applied.pruned {
         info!(cluster = %ObjectRef::from_obj(cluster), kind = kind.as_str(), name, "deleted an object the spec no longer asks for");
         let note = format!(

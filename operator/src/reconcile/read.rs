@@ -12,6 +12,7 @@ use super::{digest::hex, error::Error, names::Names};
 use crate::{
     crd::{OriginCluster, RedisMode},
     kinds::Owned,
+    podmonitor,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -27,6 +28,8 @@ pub struct Observed {
     /// The owned Deployments and Services as they are now: the status when nothing is
     /// applied, and who applied a Deployment's replica count (see `apply`).
     pub current: Vec<Owned>,
+    /// The API server serves PodMonitors (asked only while `spec.monitoring.enabled`).
+    pub podmonitors_served: bool,
 }
 
 /// Names of the Secrets a cluster's spec depends on.
@@ -87,12 +90,22 @@ pub async fn observe(client: &Client, cluster: &OriginCluster) -> Result<Observe
         current.extend(get(&services, &service).await?.map(Owned::from));
     }
 
+    let monitoring = cluster.spec.monitoring.as_ref().is_some_and(|m| m.enabled);
+    let podmonitors_served = monitoring
+        && podmonitor::served(client)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("the API server's {} resources", podmonitor::API_VERSION),
+                source,
+            })?;
+
     Ok(Observed {
         token_secret,
         redis_password_secret,
         fresh_token: fresh_token(),
         fresh_read_token: fresh_token(),
         current,
+        podmonitors_served,
     })
 }
 

@@ -21,7 +21,8 @@ use crate::{
         EdgeEndpoints, Endpoints, OriginCluster, OriginClusterStatus, RedisMode, ReplicaCounts,
         condition,
     },
-    kinds::{FIELD_MANAGER, Owned},
+    kinds::{FIELD_MANAGER, Owned, OwnedKind},
+    podmonitor,
 };
 
 /// How the reconcile went, as far as the status is concerned.
@@ -219,6 +220,42 @@ pub fn compute(
                 "AsExpected",
                 "the last reconcile succeeded".into(),
             ));
+        }
+    }
+    if spec.monitoring.as_ref().is_some_and(|m| m.enabled) {
+        let monitors: Vec<String> = objects
+            .iter()
+            .filter(|object| object.kind() == OwnedKind::PodMonitor)
+            .map(Owned::name)
+            .collect();
+        let previous_monitoring = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::MONITORING)
+            .cloned();
+        match outcome {
+            // Built whenever the API server serves them: none applied means it does not.
+            Outcome::Applied if monitors.is_empty() => conditions.push(condition(
+                condition::MONITORING,
+                false,
+                "PodMonitorCRDMissing",
+                format!(
+                    "spec.monitoring is enabled but the API server serves no {} PodMonitors: install Prometheus Operator's CRDs (the PodMonitors follow at the next resync)",
+                    podmonitor::API_VERSION,
+                ),
+            )),
+            Outcome::Applied => conditions.push(condition(
+                condition::MONITORING,
+                true,
+                "PodMonitorsApplied",
+                format!(
+                    "PodMonitor {} applied; the proxies are scraped as job {:?}",
+                    monitors.join(", "),
+                    cluster.name_any()
+                ),
+            )),
+            // Nothing was applied: what was last known still holds.
+            Outcome::Paused | Outcome::Failed(_) => conditions.extend(previous_monitoring),
         }
     }
     conditions.push(if spec.paused {

@@ -18,7 +18,7 @@ use super::{
     names::{MAX_NAME_LEN, Names},
     read::Observed,
 };
-use crate::crd::{ManagedRedis, OriginCluster, RedisMode, SecretKeyRef};
+use crate::crd::{ManagedRedis, MonitoringSpec, OriginCluster, RedisMode, SecretKeyRef};
 
 /// Key of the token in the generated register-token Secret.
 pub const GENERATED_TOKEN_KEY: &str = "token";
@@ -91,6 +91,19 @@ pub struct Plan<'a> {
     /// Vhosts `spec.origin.config` adds (`vhost NAME { }`): the proxies own their streams apart
     /// from the default vhost's.
     pub origin_vhosts: BTreeSet<String>,
+    pub monitors: Monitors,
+}
+
+/// What `spec.monitoring` asks for and the API server allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitors {
+    /// Monitoring absent or not enabled.
+    Off,
+    /// Enabled, but the API server serves no PodMonitors: none are built, and the status says
+    /// why (the rest of the cluster is reconciled as usual).
+    CrdMissing,
+    /// Enabled and served: the PodMonitors are built.
+    Build,
 }
 
 /// Where origins and proxies read the register token from.
@@ -183,6 +196,16 @@ pub fn validate<'a>(
         }
     }
 
+    let exporter_on = MonitoringSpec::origin_exporter_on(spec.monitoring.as_ref());
+    if exporter_on && origin_config_directives.contains("exporter") {
+        return Err(ValidationError::ExporterTwice);
+    }
+    let monitors = match &spec.monitoring {
+        Some(monitoring) if monitoring.enabled && observed.podmonitors_served => Monitors::Build,
+        Some(monitoring) if monitoring.enabled => Monitors::CrdMissing,
+        _ => Monitors::Off,
+    };
+
     let token = register_token(cluster, &name, &namespace, observed)?;
     let redis = redis_plan(cluster, &namespace, observed)?;
 
@@ -195,6 +218,7 @@ pub fn validate<'a>(
         redis,
         origin_config_directives,
         origin_vhosts,
+        monitors,
     })
 }
 

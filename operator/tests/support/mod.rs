@@ -13,13 +13,13 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Secret},
+    api::{apps::v1::Deployment, core::v1::Secret, events::v1::Event},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{
     Api, Client, CustomResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::{conditions, wait::await_condition},
 };
 use originstack_e2e::kube::ControlPlane;
@@ -301,4 +301,49 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Waits for an Event of `type_` (Normal, Warning) and `reason` in `namespace`.
+pub async fn wait_event(client: &Client, namespace: &str, type_: &str, reason: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    eventually(&format!("a {type_} event {reason}"), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+            .then_some(())
+    })
+    .await;
+}
+
+/// Installs prometheus-operator's PodMonitor CRD (from the test assets) and waits until the API
+/// server serves PodMonitors.
+pub async fn install_podmonitor_crd(client: &Client) {
+    let path = originstack_e2e::kube::podmonitor_crd();
+    let text = std::fs::read_to_string(&path).expect("the PodMonitor CRD file");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("a CRD");
+    let name = crd.metadata.name.clone().expect("a named CRD");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        &name,
+        &PatchParams::apply(USER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the PodMonitor CRD is accepted");
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the PodMonitor CRD becomes Established")
+    .expect("watching the CRD");
+    // Established comes before API discovery lists the new resource.
+    eventually("PodMonitors in API discovery", || async {
+        originstack_operator::podmonitor::served(client)
+            .await
+            .ok()?
+            .then_some(())
+    })
+    .await;
 }

@@ -5,6 +5,7 @@
 
 mod disruption;
 mod edge;
+mod monitoring;
 mod origin;
 mod proxy;
 mod rbac;
@@ -26,10 +27,13 @@ use k8s_openapi::{
 };
 use kube::core::ObjectMeta;
 
-pub use self::{rbac::proxy_rules, srs_conf::render as render_srs_conf};
+pub use self::{
+    monitoring::JOB_LABEL as MONITORING_JOB_LABEL, rbac::proxy_rules,
+    srs_conf::render as render_srs_conf,
+};
 use super::{
     names::Names,
-    validate::{Plan, RedisPlan},
+    validate::{Monitors, Plan, RedisPlan},
 };
 use crate::{
     crd::{ExternalTrafficPolicy, ImagePullPolicy, PodOverrides, SecretKeyRef, ServiceType},
@@ -89,6 +93,13 @@ pub fn build(plan: &Plan) -> Vec<Owned> {
             .into_iter()
             .map(Owned::from),
     );
+    if let (Monitors::Build, Some(monitoring)) = (plan.monitors, &plan.cluster.spec.monitoring) {
+        objects.extend(
+            monitoring::pod_monitors(plan, &names, monitoring)
+                .into_iter()
+                .map(Owned::from),
+        );
+    }
     objects.sort_by_key(|object| kind_order(object.kind()));
     objects
 }

@@ -20,7 +20,7 @@ use super::{
     with_user_env,
 };
 use crate::{
-    crd::{ImagePullPolicy, PodOverrides, origin_ports},
+    crd::{ImagePullPolicy, MonitoringSpec, PodOverrides, origin_ports},
     reconcile::{digest::config_hash, names::Names, validate::Plan},
 };
 
@@ -51,6 +51,16 @@ fn ports(plan: &Plan) -> Vec<(&'static str, i32, &'static str)> {
     }
     if protocols.srt {
         ports.push(("srt", origin_ports::SRT, "UDP"));
+    }
+    ports
+}
+
+/// The container's ports: the Service's, and SRS's exporter when on (scraped per pod by a
+/// PodMonitor, so not on the Service the proxies discover origins through).
+fn container_ports(plan: &Plan) -> Vec<(&'static str, i32, &'static str)> {
+    let mut ports = ports(plan);
+    if MonitoringSpec::origin_exporter_on(plan.cluster.spec.monitoring.as_ref()) {
+        ports.push(("exporter", origin_ports::EXPORTER, "TCP"));
     }
     ports
 }
@@ -108,7 +118,7 @@ pub fn deployment(plan: &Plan, names: &Names, srs_conf: &str) -> Deployment {
     let pod_spec = srs_pod_spec(SrsPod {
         image: &spec.image,
         image_pull_policy: spec.image_pull_policy,
-        ports: ports(plan),
+        ports: container_ports(plan),
         env: with_user_env(operator_env, &spec.env),
         resources: spec.resources.clone(),
         overrides: &spec.pod,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::{
-    crd::{PROXY_SYSTEM_PORT, origin_ports},
+    crd::{MonitoringSpec, PROXY_SYSTEM_PORT, origin_ports},
     reconcile::{names::Names, validate::Plan},
 };
 
@@ -88,6 +88,17 @@ pub fn render(plan: &Plan, names: &Names) -> String {
             &[
                 ("enabled", "on".into()),
                 ("listen", origin_ports::SRT.to_string()),
+            ],
+        );
+    }
+    if MonitoringSpec::origin_exporter_on(plan.cluster.spec.monitoring.as_ref()) {
+        // Prometheus metrics of the origin itself, scraped through a PodMonitor.
+        block(
+            &mut line,
+            "exporter",
+            &[
+                ("enabled", "on".into()),
+                ("listen", origin_ports::EXPORTER.to_string()),
             ],
         );
     }
