@@ -424,6 +424,11 @@ fn a_users_first_hour_on_a_one_node_cluster() -> anyhow::Result<()> {
             }))
         },
     )?;
+    // Each of them heartbeats too: none is alive through discovery alone (the metric behind
+    // the OriginStackOriginSilent alert).
+    cluster.wait_for("every origin heartbeating", Duration::from_secs(30), || {
+        Ok(streaming.proxies_metric("originstack_proxy_origins_silent")? == 0.0)
+    })?;
     let added: BTreeSet<String> = origins.difference(&before).cloned().collect();
     let mut extra = Vec::new();
     for i in 0..6 {
@@ -703,10 +708,12 @@ fn other_examples_reach_ready(cluster: &Cluster) -> anyhow::Result<()> {
                 c["spec"][component]["resources"]["requests"]["cpu"] = Value::from("50m");
             }
         }
-        // The SRS stand-in cannot serve SRT and refuses a config that enables it; a real SRS
-        // origin image (ORIGINSTACK_E2E_ORIGIN_IMAGE) runs the example as written.
+        // The SRS stand-in cannot serve SRT or SRS's exporter and refuses a config that enables
+        // them; a real SRS origin image (ORIGINSTACK_E2E_ORIGIN_IMAGE) runs the example as
+        // written.
         if std::env::var_os(originstack_e2e::cluster::ORIGIN_IMAGE_ENV).is_none() {
             c["spec"]["origin"]["protocols"]["srt"] = Value::from(false);
+            c["spec"]["monitoring"]["originExporter"] = Value::from(false);
         }
     };
     let prod_names =
