@@ -27,6 +27,7 @@ use originstack_operator::{
     controller::{self, ControllerOptions},
     crd::OriginCluster,
     metrics::Metrics,
+    podmonitor::PodMonitor,
     reconcile::Context,
 };
 use serde::Deserialize;
@@ -344,6 +345,14 @@ pub async fn install_podmonitor_crd(client: &Client) {
             .await
             .ok()?
             .then_some(())
+    })
+    .await;
+    // A new resource's watch cache starts empty: until it has synced, lists
+    // and watches of it answer 429 and a watcher started now would back off
+    // past a short test.
+    let monitors: Api<PodMonitor> = Api::all(client.clone());
+    eventually("PodMonitors listable (watch cache ready)", || async {
+        monitors.list(&ListParams::default()).await.ok().map(|_| ())
     })
     .await;
 }
