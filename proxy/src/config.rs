@@ -444,6 +444,11 @@ pub struct HttpConfig {
     /// after it (slowloris).
     #[arg(id = "http_header_timeout", long = "http-header-timeout", env = "PROXY_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// A streaming connection that takes no bytes for this long while the proxy has some to
+    /// send (the player stopped reading) is closed, freeing its origin request or its place in
+    /// a shared one.
+    #[arg(id = "http_write_timeout", long = "http-write-timeout", env = "PROXY_HTTP_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
     /// Connections the HTTP streaming listener serves at once; more are closed on accept.
     #[arg(
         id = "http_max_connections",
@@ -460,6 +465,21 @@ pub struct HttpConfig {
         default_value_t = 1_000
     )]
     pub system_max_connections: usize,
+    /// HTTP-FLV players of one stream (same path and query) on this replica share one origin
+    /// request; a new player starts at the last keyframe at once. Off: one origin request per
+    /// player, as for HTTP-TS.
+    #[arg(id = "http_fanout", long = "http-fanout", env = "PROXY_HTTP_FANOUT", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub fanout: bool,
+    /// FLV tags a fan-out player may fall behind the stream; a player further behind skips to
+    /// the next keyframe, and one that falls behind three times is closed.
+    #[arg(
+        id = "http_fanout_backlog",
+        long = "http-fanout-backlog",
+        env = "PROXY_HTTP_FANOUT_BACKLOG",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u16).range(16..)
+    )]
+    pub fanout_backlog: u16,
 }
 
 /// Limits of the RTMP listener.

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod config;
 pub mod discovery;
+pub mod flv;
 pub mod http;
 pub mod httpd;
 pub mod lifecycle;

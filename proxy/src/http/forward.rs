@@ -7,7 +7,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -16,7 +16,11 @@ use hyper_util::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Body, BoxError, json_error, live, playlist};
+use super::{
+    Body, BoxError,
+    fanout::{Fanout, HubKey},
+    json_error, live, playlist,
+};
 use crate::{
     httpd::message::{forwarded_headers, strip_hop_by_hop},
     origins::{Origins, PickError, Protocol, StreamKey, StreamLease},
@@ -43,10 +47,12 @@ struct PlaybackSession {
 
 pub(super) struct Forwarder {
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// HTTP-FLV players sharing origin requests (`PROXY_HTTP_FANOUT`), when on.
+    fanout: Option<Fanout>,
 }
 
 impl Forwarder {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(fanout: Option<Fanout>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
@@ -58,10 +64,11 @@ impl Forwarder {
             // Fixed 8 KiB reads carry any live stream; an origin's response head must fit too.
             .http1_read_buf_exact_size(ORIGIN_READ_SIZE)
             .build(connector);
-        Self { client }
+        Self { client, fanout }
     }
 
-    /// HTTP-FLV / HTTP-TS: the body streams for as long as the player reads it, holding the lease.
+    /// HTTP-FLV / HTTP-TS: the body streams for as long as the player reads it, holding the
+    /// lease. HTTP-FLV players share a request per stream when the fan-out is on.
     pub(super) async fn live(
         &self,
         origins: &Origins,
@@ -69,6 +76,34 @@ impl Forwarder {
         key: StreamKey,
         client: SocketAddr,
     ) -> Response<Body> {
+        if let Some(fanout) = &self.fanout
+            && req.method() == Method::GET
+            && req.uri().path().ends_with(".flv")
+        {
+            tracing::info!(stream = %key, client = %client, "HTTP-FLV player");
+            let hub = HubKey {
+                stream: key.clone(),
+                query: req.uri().query().unwrap_or_default().to_string(),
+            };
+            return fanout
+                .play(hub, || self.open_live(origins, &req, &key, client))
+                .await;
+        }
+        match self.open_live(origins, &req, &key, client).await {
+            Ok(response) => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+            Err(answer) => answer,
+        }
+    }
+
+    /// The live body of `req` from the owner of `key`, holding its lease; or the answer for a
+    /// stream that cannot be reached.
+    async fn open_live(
+        &self,
+        origins: &Origins,
+        req: &Request<Incoming>,
+        key: &StreamKey,
+        client: SocketAddr,
+    ) -> Result<Response<live::LiveBody>, Response<Body>> {
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let headers = forwarded_headers(req.headers(), client);
         let deadlines = live::Deadlines {
@@ -76,7 +111,7 @@ impl Forwarder {
             head: RESPONSE_HEAD_TIMEOUT,
         };
         let fetched = self
-            .fetch_from_owner(origins, &key, client, |origin| {
+            .fetch_from_owner(origins, key, client, |origin| {
                 let headers = &headers;
                 let method = req.method();
                 async move {
@@ -89,16 +124,9 @@ impl Forwarder {
                 }
             })
             .await;
-        let (lease, _, response) = match fetched {
-            Ok(found) => found,
-            Err(answer) => return answer,
-        };
-        tracing::info!(stream = %key, client = %client, origin = %lease.origin().server, "HTTP live stream");
-        response.map(|body| {
-            body.with_lease(lease)
-                .map_err(BoxError::from)
-                .boxed_unsync()
-        })
+        let (lease, _, response) = fetched?;
+        tracing::info!(stream = %key, client = %client, origin = %lease.origin().server, "HTTP live stream from the origin");
+        Ok(response.map(|body| body.with_lease(lease)))
     }
 
     /// HLS playlist: fetched from the owner (or the session's origin), URIs rewritten.

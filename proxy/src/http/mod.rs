@@ -11,6 +11,7 @@
 //!   recorded in that session.
 
 pub mod chunked;
+pub mod fanout;
 pub(crate) mod forward;
 mod live;
 mod metered;
@@ -59,6 +60,7 @@ pub struct HttpMetrics {
     requests: Family<HttpLabels, Counter>,
     bytes_to_client: Counter,
     live_active: Gauge,
+    fanout: fanout::FanoutMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +87,21 @@ impl HttpMetrics {
             "HTTP-FLV and HTTP-TS players streaming now",
             metrics.live_active.clone(),
         );
+        registry.register(
+            "http_fanout_streams",
+            "HTTP-FLV origin requests shared by this replica's players now (PROXY_HTTP_FANOUT)",
+            metrics.fanout.hubs.clone(),
+        );
+        registry.register(
+            "http_fanout_skips",
+            "HTTP-FLV players that fell the whole backlog behind and skipped to the next keyframe",
+            metrics.fanout.skips.clone(),
+        );
+        registry.register(
+            "http_fanout_dropped",
+            "HTTP-FLV players closed for falling behind too often",
+            metrics.fanout.dropped.clone(),
+        );
         metrics
     }
 
@@ -106,8 +123,15 @@ pub async fn serve(listener: TcpListener, streaming: Streaming) {
     let static_files = streaming.config.static_files.as_ref().map(ServeDir::new);
     let limits = server::HttpLimits::streaming(&streaming.config.http);
     let lifecycle = streaming.lifecycle.clone();
+    let http = &streaming.config.http;
+    let fanout = http.fanout.then(|| {
+        fanout::Fanout::new(
+            usize::from(http.fanout_backlog),
+            streaming.requests.fanout.clone(),
+        )
+    });
     let state = Arc::new(HttpState {
-        forwarder: Forwarder::new(),
+        forwarder: Forwarder::new(fanout),
         static_files,
         streaming,
     });

@@ -9,6 +9,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 use crate::{config::HttpConfig, lifecycle::Lifecycle};
 
@@ -30,6 +31,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Request heads larger than this are refused by hyper with 431.
     pub max_head_bytes: usize,
+    /// A connection whose writes make no progress for this long is closed (a client that
+    /// stopped reading a body that never ends); `None`: no limit.
+    pub write_timeout: Option<Duration>,
 }
 
 impl HttpLimits {
@@ -38,6 +42,7 @@ impl HttpLimits {
         Self {
             header_timeout: config.header_timeout,
             max_connections: config.max_connections,
+            write_timeout: Some(config.write_timeout),
             ..Default::default()
         }
     }
@@ -63,6 +68,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_head_bytes: 16 * 1024,
+            write_timeout: None,
         }
     }
 }
@@ -128,11 +134,15 @@ pub async fn serve<H, F, B>(
                 let answer = handler(req, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
+            // hyper has no write timeout: the stream enforces it (a body that never ends is not
+            // polled while its client reads nothing, so nothing else would notice).
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_write_timeout(limits.write_timeout);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_head_bytes)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(Box::pin(stream)), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
