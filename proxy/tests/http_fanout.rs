@@ -130,18 +130,34 @@ fn proxy_for(origin: &FlvOrigin, envs: &[(&str, String)]) -> ProxyProcess {
 struct Player {
     socket: TcpStream,
     decoder: FlvDecoder,
+    /// An HTTP/1.0 body, delimited by the connection's end rather than chunked.
+    until_close: bool,
 }
 
 impl Player {
     fn connect(proxy: &ProxyProcess, path: &str) -> Self {
+        Self::with_head(
+            proxy,
+            &[&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")],
+        )
+    }
+
+    /// Sends its request head in `pieces`, pausing between them.
+    fn with_head(proxy: &ProxyProcess, pieces: &[&str]) -> Self {
         let mut socket = TcpStream::connect(proxy.http).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            socket.write_all(piece.as_bytes()).unwrap();
+        }
         Self {
             socket,
             decoder: FlvDecoder::new(1 << 20),
+            until_close: pieces.concat().contains(" HTTP/1.0\r\n"),
         }
     }
 
@@ -162,11 +178,18 @@ impl Player {
         self.read_until(b"\r\n\r\n")
     }
 
-    /// The next FLV item; the body is chunked (hyper): chunk framing is stripped here.
+    /// The next FLV item; chunk framing (HTTP/1.1) is stripped here.
     fn next(&mut self) -> FlvItem {
         loop {
             if let Some(item) = self.decoder.next_item().expect("FLV from the proxy") {
                 return item;
+            }
+            if self.until_close {
+                let mut data = [0u8; 4096];
+                let n = self.socket.read(&mut data).expect("more of the body");
+                assert!(n > 0, "the body ended");
+                self.decoder.push(&data[..n]);
+                continue;
             }
             let size = self.chunk_size();
             assert!(size > 0, "the body ended");
@@ -186,7 +209,13 @@ impl Player {
     /// keyframe and that the numbers then follow one another.
     fn check_stream(&mut self, count: usize) {
         let head = self.head().to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.starts_with("http/1."), "{head}");
+        assert_eq!(&head[8..13], " 200 ", "{head}");
+        assert_eq!(
+            head.contains("transfer-encoding: chunked"),
+            !self.until_close,
+            "{head}"
+        );
         assert!(head.contains("content-type: video/x-flv"), "{head}");
         assert!(matches!(self.next(), FlvItem::Header(_)));
         let kinds: Vec<TagKind> = (0..3).map(|_| self.kind_of_next()).collect();
@@ -363,4 +392,35 @@ fn the_switch_and_the_query_keep_origin_requests_apart() {
     assert_eq!(origin.requests.load(Ordering::SeqCst) - before, 3);
     assert_eq!(sample(&proxy, "originstack_proxy_http_fanout_streams"), 0.0);
     drop(players);
+}
+
+#[test]
+fn http_1_0_players_and_heads_sent_in_pieces_are_served_too() {
+    let origin = FlvOrigin::start(200, Duration::from_millis(4));
+    let proxy = proxy_for(&origin, &[]);
+    // HTTP/1.0 has no chunks: the body ends with the connection.
+    let mut old = Player::with_head(&proxy, &["GET /live/feed.flv HTTP/1.0\r\n\r\n"]);
+    // A head that arrives in two segments.
+    let mut split = Player::with_head(
+        &proxy,
+        &[
+            "GET /live/feed.flv HTTP/1.1\r\nHo",
+            "st: localhost\r\nUser-Agent: slow\r\n\r\n",
+        ],
+    );
+    let mut plain = Player::connect(&proxy, "/live/feed.flv");
+    old.check_stream(100);
+    split.check_stream(100);
+    plain.check_stream(100);
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        sample(&proxy, "originstack_proxy_http_live_sessions_active"),
+        3.0
+    );
+    // Players that leave are noticed while they wait for the next tag.
+    drop((old, split, plain));
+    assert!(eventually(Duration::from_secs(10), || sample(
+        &proxy,
+        "originstack_proxy_http_live_sessions_active"
+    ) == 0.0));
 }

@@ -69,10 +69,10 @@ impl Forwarder {
 
     /// HTTP-FLV / HTTP-TS: the body streams for as long as the player reads it, holding the
     /// lease. HTTP-FLV players share a request per stream when the fan-out is on.
-    pub(super) async fn live(
+    pub(super) async fn live<B: Sync>(
         &self,
         origins: &Origins,
-        req: Request<Incoming>,
+        req: Request<B>,
         key: StreamKey,
         client: SocketAddr,
     ) -> Response<Body> {
@@ -97,10 +97,10 @@ impl Forwarder {
 
     /// The live body of `req` from the owner of `key`, holding its lease; or the answer for a
     /// stream that cannot be reached.
-    async fn open_live(
+    async fn open_live<B: Sync>(
         &self,
         origins: &Origins,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         key: &StreamKey,
         client: SocketAddr,
     ) -> Result<Response<live::LiveBody>, Response<Body>> {

@@ -34,7 +34,15 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{config::Config, httpd::server, lifecycle::Lifecycle, origins::Origins};
+use crate::{
+    config::Config,
+    httpd::{
+        direct::{DirectAnswer, Shortcut},
+        server,
+    },
+    lifecycle::Lifecycle,
+    origins::{Origins, StreamKey},
+};
 use forward::Forwarder;
 use request::{RequestKind, classify};
 
@@ -130,12 +138,14 @@ pub async fn serve(listener: TcpListener, streaming: Streaming) {
             streaming.requests.fanout.clone(),
         )
     });
+    let players = fanout.is_some();
     let state = Arc::new(HttpState {
         forwarder: Forwarder::new(fanout),
         static_files,
         streaming,
     });
-    server::serve(
+    let shortcut = players.then(|| Arc::new(FanoutPlayers(state.clone())) as Arc<dyn Shortcut>);
+    server::serve_with_shortcut(
         listener,
         "HTTP streaming",
         limits,
@@ -143,14 +153,36 @@ pub async fn serve(listener: TcpListener, streaming: Streaming) {
         lifecycle,
         move |req, peer: server::Connection| {
             let state = state.clone();
-            async move { handle(&state, req, peer.client).await }
+            async move { allow_cors(route(&state, req, peer.client).await) }
         },
+        shortcut,
     )
     .await;
 }
 
-async fn handle(state: &HttpState, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
-    let mut response = route(state, req, client).await;
+/// HTTP-FLV players of the fan-out, answered without hyper: each then costs the proxy little
+/// more than its socket (see `httpd::direct`). Anything else goes through [`route`].
+struct FanoutPlayers(Arc<HttpState>);
+
+impl Shortcut for FanoutPlayers {
+    fn take(&self, head: Request<()>, client: SocketAddr) -> Option<DirectAnswer> {
+        if head.method() != Method::GET || !head.uri().path().ends_with(".flv") {
+            return None;
+        }
+        let kind = classify(&head).ok()?;
+        let label = kind.label();
+        let RequestKind::Live { key } = kind else {
+            return None;
+        };
+        let state = self.0.clone();
+        Some(Box::pin(async move {
+            state.streaming.requests.request(label);
+            allow_cors(live(&state, head, key, client).await)
+        }))
+    }
+}
+
+fn allow_cors(mut response: Response<Body>) -> Response<Body> {
     // SRS answers every origin with CORS allowed; players on other sites depend on it.
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -179,18 +211,7 @@ async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) ->
     let metrics = &state.streaming.requests;
     metrics.request(kind.label());
     let relayed = match kind {
-        RequestKind::Live { key } => {
-            let response = state
-                .forwarder
-                .live(&state.streaming.origins, req, key, client)
-                .await;
-            let live = response
-                .status()
-                .is_success()
-                .then(|| metrics.live_active.clone());
-            return response
-                .map(|body| metered::meter(body, metrics.bytes_to_client.clone(), live));
-        }
+        RequestKind::Live { key } => return live(state, req, key, client).await,
         RequestKind::Playlist { key, session } => {
             state
                 .forwarder
@@ -206,6 +227,25 @@ async fn route(state: &HttpState, req: Request<Incoming>, client: SocketAddr) ->
         RequestKind::Other => return static_file(state, req).await,
     };
     relayed.map(|body| metered::meter(body, metrics.bytes_to_client.clone(), None))
+}
+
+/// HTTP-FLV and HTTP-TS: the origin's live body, metered.
+async fn live<B: Sync>(
+    state: &HttpState,
+    req: Request<B>,
+    key: StreamKey,
+    client: SocketAddr,
+) -> Response<Body> {
+    let metrics = &state.streaming.requests;
+    let response = state
+        .forwarder
+        .live(&state.streaming.origins, req, key, client)
+        .await;
+    let live = response
+        .status()
+        .is_success()
+        .then(|| metrics.live_active.clone());
+    response.map(|body| metered::meter(body, metrics.bytes_to_client.clone(), live))
 }
 
 async fn static_file(state: &HttpState, req: Request<Incoming>) -> Response<Body> {

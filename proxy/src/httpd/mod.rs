@@ -2,6 +2,7 @@
 //! WHIP/WHEP): the accept loop with its defences, what is read from and written into relayed
 //! messages, and the JSON error answer SRS tooling expects.
 
+pub mod direct;
 pub mod message;
 pub mod server;
 

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_io_timeout::TimeoutStream;
 
+use super::direct::{self, Shortcut};
 use crate::{config::HttpConfig, lifecycle::Lifecycle};
 
 /// Both ends of a client's TCP connection: who it is and which proxy address it reached
@@ -98,6 +99,25 @@ pub async fn serve<H, F, B>(
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_with_shortcut(listener, what, limits, role, lifecycle, handler, None).await;
+}
+
+/// [`serve`], answering the first request of a connection through `shortcut` when it takes
+/// it (see [`direct`]).
+pub async fn serve_with_shortcut<H, F, B>(
+    listener: TcpListener,
+    what: &'static str,
+    limits: HttpLimits,
+    role: Role,
+    lifecycle: Lifecycle,
+    handler: H,
+    shortcut: Option<Arc<dyn Shortcut>>,
+) where
+    H: Fn(Request<Incoming>, Connection) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let stop_accepting = match role {
@@ -127,29 +147,31 @@ pub async fn serve<H, F, B>(
             local: stream.local_addr().unwrap_or(client),
         };
         let handler = handler.clone();
+        let shortcut = shortcut.clone();
         let terminate = lifecycle.terminate().clone();
         let connection = async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let answer = handler(req, peer);
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
-            // hyper has no write timeout: the stream enforces it (a body that never ends is not
-            // polled while its client reads nothing, so nothing else would notice).
-            let mut stream = TimeoutStream::new(stream);
-            stream.set_write_timeout(limits.write_timeout);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_head_bytes)
-                .serve_connection(TokioIo::new(Box::pin(stream)), service);
-            tokio::pin!(connection);
+            let served = async {
+                let stream = match &shortcut {
+                    Some(shortcut) => match direct::serve(
+                        stream,
+                        client,
+                        limits.header_timeout,
+                        limits.write_timeout,
+                        &**shortcut,
+                    )
+                    .await
+                    {
+                        Some(stream) => stream,
+                        None => return,
+                    },
+                    None => stream,
+                };
+                // Boxed: a directly served connection's task does not carry hyper's state.
+                Box::pin(serve_hyper(stream, peer, what, limits, handler)).await;
+            };
             tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(listener = what, client = %client, error = %err, "HTTP connection ended with an error");
-                    }
-                }
+                _ = served => {}
                 _ = terminate.cancelled() => {}
             }
         };
@@ -163,6 +185,36 @@ pub async fn serve<H, F, B>(
         }
     }
     tracing::info!(listener = what, "stopped accepting");
+}
+
+async fn serve_hyper<H, F, B>(
+    stream: tokio::net::TcpStream,
+    peer: Connection,
+    what: &'static str,
+    limits: HttpLimits,
+    handler: Arc<H>,
+) where
+    H: Fn(Request<Incoming>, Connection) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let answer = handler(req, peer);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    // hyper has no write timeout: the stream enforces it (a body that never ends is not
+    // polled while its client reads nothing, so nothing else would notice).
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(limits.write_timeout);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_head_bytes)
+        .serve_connection(TokioIo::new(Box::pin(stream)), service);
+    if let Err(err) = connection.await {
+        tracing::debug!(listener = what, client = %peer.client, error = %err, "HTTP connection ended with an error");
+    }
 }
 
 /// Serves an axum `router` with [`serve`]; handlers may extract `ConnectInfo<Connection>`.
