@@ -85,6 +85,10 @@ struct RunArgs {
     /// Players of the HTTP-FLV fan-out.
     #[arg(long, default_value_t = 500)]
     players: usize,
+    /// Players of the proxy with its fan-out off and of the full-speed runs (one origin
+    /// request per player); by default --players.
+    #[arg(long)]
+    fanout_off_players: Option<usize>,
     /// Idle connections.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -235,7 +239,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let result = match *name {
             "relay" => scenarios::relay::run(&bench).await,
             "streams" => scenarios::streams::run(&bench, &args.streams).await,
-            "fanout" => scenarios::fanout::run(&bench, args.players).await,
+            "fanout" => {
+                let off = args.fanout_off_players.unwrap_or(args.players);
+                scenarios::fanout::run(&bench, args.players, off).await
+            }
             "pick" => scenarios::pick::run(&bench.progress, args.repeats, args.iterations).await,
             "idle" => scenarios::idle::run(&bench, args.idle).await,
             "sim" => sim::run(&bench.progress, &args.sim.config()).await,

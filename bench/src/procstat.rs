@@ -50,6 +50,47 @@ pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
         .count())
 }
 
+/// Established TCP connections `pid` holds to `port` (on any address): its socket
+/// descriptors matched by inode against the connection tables of its network namespace.
+pub fn connections_to(pid: u32, port: u16) -> anyhow::Result<usize> {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("list /proc/{pid}/fd"))?
+    {
+        // A descriptor closed meanwhile is no connection.
+        let Ok(link) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        if let Some(inode) = link
+            .to_str()
+            .and_then(|l| l.strip_prefix("socket:["))
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_owned());
+        }
+    }
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+            .with_context(|| format!("read /proc/{pid}/net/{table}"))?;
+        count += established_to(&text, port)
+            .filter(|inode| inodes.contains(*inode))
+            .count();
+    }
+    Ok(count)
+}
+
+/// The inodes of the established connections to `port` in a `/proc/net/tcp` table.
+pub fn established_to(table: &str, port: u16) -> impl Iterator<Item = &str> {
+    const ESTABLISHED: &str = "01";
+    table.lines().skip(1).filter_map(move |line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = fields.get(2)?.rsplit_once(':')?.1;
+        let remote_port = u16::from_str_radix(remote_port, 16).ok()?;
+        (remote_port == port && *fields.get(3)? == ESTABLISHED).then_some(*fields.get(9)?)
+    })
+}
+
 /// Raises this process's soft descriptor limit to the hard one (children inherit it), so
 /// 10,000 connections fit in the load generator and in the processes it starts. Returns the
 /// limit now in force.
@@ -111,6 +152,30 @@ mod tests {
         let stat = "42 (tokio (rt) w) S 1 42 42 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 3 0";
         assert_eq!(parse_cpu_ticks(stat), Some(320));
         assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn finds_established_connections_to_a_port() {
+        // Header, then: established to 8080 (0x1F90), listening on 8080, established to 80.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 111 1
+   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1
+   2: 0100007F:A001 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 333 1
+";
+        assert_eq!(established_to(table, 8080).collect::<Vec<_>>(), ["111"]);
+        assert_eq!(established_to(table, 80).collect::<Vec<_>>(), ["333"]);
+        assert_eq!(established_to(table, 81).count(), 0);
+    }
+
+    #[test]
+    fn counts_this_process_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pid = std::process::id();
+        assert_eq!(connections_to(pid, port).unwrap(), 0);
+        let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(connections_to(pid, port).unwrap(), 2);
     }
 
     #[test]

@@ -30,11 +30,12 @@ use crate::{
 pub const WHY_MISSED: &[(&str, &str)] = &[
     (
         fanout::RSS_TARGET,
-        "every player costs the proxy one HTTP/1 connection on hyper (the player's, with a \
-         read buffer and an 8 KiB header buffer for its whole life, and its task) and one plain \
-         connection to the origin, read only when the player can take more (no buffer between \
-         reads). Beyond that a player holds only frames not yet sent to it (up to hyper's \
-         max_buf_size per connection), which grows when players read slower than the stream.",
+        "with the fan-out a player costs the proxy its socket, its task and a cursor into the \
+         stream's shared ring, answered without hyper's per-connection buffers. The frames not yet \
+         written to a player wait in the stream's one ring (the backlog of tags), \
+         whoever is behind; a burst (a new player's GOP) is written in one vectored write. With \
+         PROXY_HTTP_FANOUT=off every player is a hyper connection (an 8 KiB read buffer and an \
+         8 KiB head buffer for its whole life) plus one connection to the origin.",
     ),
     (
         streams::RSS_TARGET,
