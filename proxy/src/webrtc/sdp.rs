@@ -74,6 +74,11 @@ fn rewrite_candidate(candidate: &str, to: &CandidateAddress) -> Option<String> {
     if !tokens[2].eq_ignore_ascii_case("udp") {
         return None;
     }
+    // component-id and priority are numbers; a candidate whose priority reads `raddr` is not
+    // one a browser could use (found by fuzzing).
+    if tokens[1].parse::<u16>().is_err() || tokens[3].parse::<u32>().is_err() {
+        return None;
+    }
     let port = to.port.to_string();
     let mut out: Vec<&str> = Vec::with_capacity(tokens.len());
     out.extend_from_slice(&tokens[..4]);
@@ -207,6 +212,13 @@ mod tests {
     #[test]
     fn unparsable_candidates_are_removed() {
         let sdp = "a=candidate:1 1 udp\r\na=candidate:1 1 udp 1 h 2 notyp host\r\na=candidate:1  1 udp 1 h 2 typ host\r\na=candidate:2 1 udp 1 h 2 typ raddr h rport 3\r\nx\r\n";
+        assert_eq!(rewrite_candidates(sdp, &proxy()), "x\r\n");
+    }
+
+    #[test]
+    fn candidates_without_numeric_component_or_priority_are_removed() {
+        // Found by fuzzing: a priority of `raddr` survived the rewrite as if it were one.
+        let sdp = "a=candidate:4 1 udp raddr 1.2.3.4 5000 typ srflx raddr 1.1.1.1 rport 6000\r\na=candidate:4 x udp 1 1.2.3.4 5000 typ host\r\na=candidate:4 1 udp 4294967296 1.2.3.4 5000 typ host\r\nx\r\n";
         assert_eq!(rewrite_candidates(sdp, &proxy()), "x\r\n");
     }
 
