@@ -15,7 +15,7 @@ use crate::{
     rtmp_load::{self, RtmpTarget},
 };
 
-pub const RSS_TARGET: &str = "≤ 64 KiB RSS per active RTMP stream";
+pub const RSS_TARGET: &str = "≤ 16 KiB RSS per active RTMP stream";
 
 /// What one crowd cost the process relaying it.
 pub struct CrowdCost {
@@ -42,7 +42,7 @@ pub async fn run(bench: &Bench, counts: &[usize]) -> anyhow::Result<ScenarioResu
             "proxy",
             "plain TCP relay",
         )
-        .with_target(Bound::ValueAtMost, 64.0, RSS_TARGET);
+        .with_target(Bound::ValueAtMost, 16.0, RSS_TARGET);
         let mut cpu = Figure::new(
             &format!("CPU per stream, {n} streams"),
             "% of a core/stream",

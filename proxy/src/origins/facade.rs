@@ -223,10 +223,13 @@ impl Origins {
         self.metrics
             .record_pick(result.as_ref().map(|claim| &claim.kind), started.elapsed());
         let Claim {
-            origin,
+            mut origin,
             kind,
             owner,
         } = result?;
+        // A lease lives as long as its session and needs the origin's identity and addresses,
+        // not the heartbeat's figures: a thousand sessions would hold a thousand copies.
+        origin.summaries = None;
         match &kind {
             ClaimKind::Failover { previous } => {
                 tracing::info!(stream = %stream, from = %previous, to = %origin.server, "stream moved to a live origin");

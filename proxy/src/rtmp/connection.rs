@@ -2,7 +2,7 @@
 //! out over the chunk codec, with the per-hop housekeeping (chunk size, window
 //! acknowledgements, pings) answered here so the layers above only see real messages.
 
-use std::{io, net::SocketAddr};
+use std::{cell::RefCell, io, net::SocketAddr};
 
 use bytes::BytesMut;
 use tokio::{
@@ -16,21 +16,23 @@ use super::{
     handshake::{self, ClientHandshake, Form, HandshakeError, PACKET_SIZE, Scheme},
 };
 
-/// Bytes asked from the socket per read, growing while reads come back full (a fast stream)
-/// so that a fast stream needs few system calls while a slow one keeps little memory. The
-/// decoder consumes partial chunks, so the read buffer never holds more than one read plus
-/// an incomplete chunk header, whatever the peer's chunk size.
-const MIN_READ_SIZE: usize = 16 * 1024;
-const MAX_READ_SIZE: usize = 128 * 1024;
-/// Write buffers up to this size are always kept. A larger one is kept while flushes fill a
-/// good part of it (a fast stream) and given back after [`SLOW_STREAK`] small flushes in a
-/// row (it grew for a keyframe of a real-time stream), so a thousand streams do not each keep
-/// their biggest keyframe's worth of memory.
-const WRITE_BUFFER_KEEP: usize = 16 * 1024;
-/// Reads at the smallest size, or small flushes, in a row after which a buffer grown for a
-/// burst is given back. Long enough that a fast stream's occasional short read or flush does
-/// not make it reallocate.
-const SLOW_STREAK: u8 = 8;
+/// Most bytes one read takes from the socket. Reads land in a buffer of the runtime thread's
+/// ([`READ_SCRATCH`]) and only what arrived is copied to the connection, so a connection
+/// holds no read buffer while it waits and one the size of a read while it decodes: a
+/// thousand real-time streams cost no more than their bytes in flight.
+const READ_SIZE: usize = 64 * 1024;
+/// A flush at most this big is a real-time stream's message or two, not a fast stream's
+/// backlog: the write buffer is given back after it.
+const SMALL_FLUSH: usize = 16 * 1024;
+/// Undecoded bytes (a partial chunk header) at most this many are moved out of a read buffer
+/// so that it can be given back.
+const SMALL_REMAINDER: usize = 64;
+
+thread_local! {
+    /// Where the connections served by this thread read. Only borrowed between a socket's
+    /// readiness and the copy out of it, never across an await.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -49,7 +51,6 @@ pub enum ConnectionError {
 pub struct RtmpConnection {
     socket: TcpStream,
     read_buf: BytesMut,
-    read_size: usize,
     write_buf: BytesMut,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
@@ -58,9 +59,6 @@ pub struct RtmpConnection {
     acknowledged: u64,
     /// The peer's Window Acknowledgement Size: acknowledge every this many bytes.
     ack_window: Option<u32>,
-    /// Reads at the smallest size in a row, and flushes small for the write buffer in a row.
-    slow_reads: u8,
-    small_flushes: u8,
 }
 
 impl RtmpConnection {
@@ -68,15 +66,12 @@ impl RtmpConnection {
         Self {
             socket,
             read_buf: BytesMut::new(),
-            read_size: MIN_READ_SIZE,
             write_buf: BytesMut::new(),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
             received: 0,
             acknowledged: 0,
             ack_window: None,
-            slow_reads: 0,
-            small_flushes: 0,
         }
     }
 
@@ -85,7 +80,9 @@ impl RtmpConnection {
         mut socket: TcpStream,
         limits: DecoderLimits,
     ) -> Result<Self, ConnectionError> {
-        let mut c0c1 = [0u8; 1 + PACKET_SIZE];
+        // On the heap for the handshake only: as arrays these 3 KiB would size the session's
+        // whole setup future, which is as big as its biggest step.
+        let mut c0c1 = vec![0u8; 1 + PACKET_SIZE];
         socket.read_exact(&mut c0c1).await?;
         let form = match handshake::client_form(&c0c1[1..]) {
             Ok(Form::Plain) => "plain",
@@ -101,8 +98,12 @@ impl RtmpConnection {
         };
         tracing::debug!(handshake = form, "client handshake");
         let response = handshake::server_response(c0c1[0], &c0c1[1..], &mut rand::rng())?;
+        // Each packet is dropped once used: many sessions start at once after a restart, and
+        // their handshakes' peak becomes the process's memory high-water mark.
+        drop(c0c1);
         socket.write_all(&response).await?;
-        let mut c2 = [0u8; PACKET_SIZE];
+        drop(response);
+        let mut c2 = vec![0u8; PACKET_SIZE];
         socket.read_exact(&mut c2).await?;
         Ok(Self::new(socket, limits))
     }
@@ -112,11 +113,17 @@ impl RtmpConnection {
         mut socket: TcpStream,
         limits: DecoderLimits,
     ) -> Result<Self, ConnectionError> {
+        // The handshake's packets live on the heap for the handshake only (as in `accept`).
         let (state, c0c1) = ClientHandshake::start(&mut rand::rng());
+        let state = Box::new(state);
         socket.write_all(&c0c1).await?;
+        drop(c0c1);
         let mut s0s1s2 = vec![0u8; 1 + 2 * PACKET_SIZE];
         socket.read_exact(&mut s0s1s2).await?;
-        let c2 = state.c2(s0s1s2[0], &s0s1s2[1..1 + PACKET_SIZE], &mut rand::rng())?;
+        let c2 = state
+            .c2(s0s1s2[0], &s0s1s2[1..1 + PACKET_SIZE], &mut rand::rng())?
+            .to_vec();
+        drop((state, s0s1s2));
         socket.write_all(&c2).await?;
         Ok(Self::new(socket, limits))
     }
@@ -127,26 +134,19 @@ impl RtmpConnection {
 
     /// Reads more bytes from the socket; `Ok(0)` when the peer closed. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.read_buf.reserve(self.read_size);
-        if self.slow_reads >= SLOW_STREAK && self.read_buf.capacity() >= 2 * MIN_READ_SIZE {
-            // Grown for a burst (a keyframe, a backlog) and the stream has been slow since:
-            // give the allocation back, keeping the few undecoded bytes (at most a partial
-            // chunk header, as the decoder consumes partial payloads).
-            let mut smaller = BytesMut::with_capacity(MIN_READ_SIZE.max(self.read_buf.len()));
-            smaller.extend_from_slice(&self.read_buf);
-            self.read_buf = smaller;
-        }
-        let room = self.read_buf.capacity() - self.read_buf.len();
-        let n = self.socket.read_buf(&mut self.read_buf).await?;
-        self.read_size = if n == room {
-            (self.read_size * 2).min(MAX_READ_SIZE)
-        } else {
-            (self.read_size / 2).max(MIN_READ_SIZE)
-        };
-        self.slow_reads = if self.read_size == MIN_READ_SIZE {
-            self.slow_reads.saturating_add(1)
-        } else {
-            0
+        let n = loop {
+            self.socket.readable().await?;
+            let read = READ_SCRATCH.with_borrow_mut(|scratch| {
+                let n = self.socket.try_read(scratch)?;
+                self.read_buf.extend_from_slice(&scratch[..n]);
+                io::Result::Ok(n)
+            });
+            match read {
+                Ok(n) => break n,
+                // Readiness is remembered from the last read, which did not drain the socket.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
+            }
         };
         self.received += n as u64;
         if let Some(window) = self.ack_window
@@ -156,6 +156,20 @@ impl RtmpConnection {
             self.queue(&control::acknowledgement(self.received as u32));
         }
         Ok(n)
+    }
+
+    /// Gives the read buffer back once its messages are decoded. Even a full-speed stream
+    /// loses little by it (one allocation per read of up to [`READ_SIZE`], against the system
+    /// call and the decoding), and a real-time one then waits with no buffer at all.
+    fn release_read_buffer(&mut self) {
+        if self.read_buf.capacity() == 0 {
+            return;
+        }
+        match self.read_buf.len() {
+            0 => self.read_buf = BytesMut::new(),
+            n if n <= SMALL_REMAINDER => self.read_buf = BytesMut::from(&self.read_buf[..]),
+            _ => {}
+        }
     }
 
     /// The next complete message already received, with protocol control handled here.
@@ -181,6 +195,7 @@ impl RtmpConnection {
                 | Some(Control::User(UserControl::PingResponse(_))) => {}
             }
         }
+        self.release_read_buffer();
         Ok(None)
     }
 
@@ -217,18 +232,83 @@ impl RtmpConnection {
             return Ok(());
         }
         self.socket.write_all(&self.write_buf).await?;
-        let flushed = self.write_buf.len();
-        self.write_buf.clear();
-        let capacity = self.write_buf.capacity();
-        self.small_flushes = if capacity > WRITE_BUFFER_KEEP && flushed * 4 < capacity {
-            self.small_flushes.saturating_add(1)
-        } else {
-            0
-        };
-        if self.small_flushes >= SLOW_STREAK {
+        if self.write_buf.len() <= SMALL_FLUSH {
+            // A real-time stream: give the buffer back rather than hold it while waiting
+            // for the next message. A fast stream keeps its buffer for the next flush.
             self.write_buf = BytesMut::new();
-            self.small_flushes = 0;
+        } else {
+            self.write_buf.clear();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::rtmp::control::kind;
+
+    async fn pair() -> (RtmpConnection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let limits = DecoderLimits {
+            max_message_size: 1 << 20,
+            max_chunk_streams: 16,
+        };
+        (RtmpConnection::new(socket, limits), peer)
+    }
+
+    fn video(timestamp: u32, len: usize) -> Message {
+        Message {
+            csid: 6,
+            timestamp,
+            type_id: kind::VIDEO,
+            stream_id: 1,
+            payload: Bytes::from(vec![0x17; len]),
+        }
+    }
+
+    /// A real-time stream's connection waits with no buffer of its own: the read buffer is
+    /// given back once its messages are decoded, the write buffer once it is flushed.
+    #[tokio::test]
+    async fn buffers_are_given_back_between_messages() {
+        let (mut connection, mut peer) = pair().await;
+        let mut encoder = ChunkEncoder::new();
+        for timestamp in 0..3 {
+            let mut wire = BytesMut::new();
+            encoder.encode(&video(timestamp * 40, 1500), &mut wire);
+            peer.write_all(&wire).await.unwrap();
+            let message = connection.read_message().await.unwrap();
+            assert_eq!(
+                (message.timestamp, message.payload.len()),
+                (timestamp * 40, 1500)
+            );
+            assert_eq!(connection.next_buffered().unwrap(), None);
+            assert_eq!(connection.read_buf.capacity(), 0, "read buffer kept");
+            // Waiting for the next message (the socket's readiness is stale after a short
+            // read) holds no buffer either.
+            let waited = tokio::time::timeout(Duration::from_millis(50), connection.fill()).await;
+            assert!(waited.is_err(), "nothing more was sent");
+            assert_eq!(
+                connection.read_buf.capacity(),
+                0,
+                "read buffer kept while waiting"
+            );
+
+            connection.queue(&message);
+            assert!(connection.write_buf.capacity() > 0);
+            connection.flush().await.unwrap();
+            assert_eq!(connection.write_buf.capacity(), 0, "write buffer kept");
+            let mut echoed = vec![0u8; wire.len()];
+            peer.read_exact(&mut echoed).await.unwrap();
+        }
     }
 }

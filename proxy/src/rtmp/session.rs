@@ -205,7 +205,10 @@ async fn serve_client(
         Ok((client, opened, resolved, request.key, request.intent))
     };
     let (mut client, mut opened, resolved, key, intent) =
-        match tokio::time::timeout_at(deadline, setup).await {
+        // Boxed: the setup future (handshake, commands, the origin's setup) is bigger than
+        // the relay's state and would otherwise stay allocated with the session for as long
+        // as the stream lives.
+        match tokio::time::timeout_at(deadline, Box::pin(setup)).await {
             Ok(result) => result?,
             Err(_) => return Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
         };
