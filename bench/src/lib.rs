@@ -26,3 +26,4 @@ pub mod rtmp_load;
 pub mod scenarios;
 pub mod sim;
 pub mod stats;
+pub mod udp_echo;

@@ -63,11 +63,11 @@ struct OutputArgs {
 struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
-    /// Scenarios to run, in this order: relay, streams, fanout, pick, idle, sim.
+    /// Scenarios to run, in this order: relay, scale, streams, fanout, udp, pick, idle, sim.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "relay,streams,fanout,pick,idle,sim"
+        default_value = "relay,scale,streams,fanout,udp,pick,idle,sim"
     )]
     only: Vec<String>,
     /// Repeats of every scenario (min/median/max are taken over them).
@@ -208,7 +208,9 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-const ORDER: [&str; 6] = ["relay", "streams", "fanout", "pick", "idle", "sim"];
+const ORDER: [&str; 8] = [
+    "relay", "scale", "streams", "fanout", "udp", "pick", "idle", "sim",
+];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     for name in &args.only {
@@ -238,11 +240,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let result = match *name {
             "relay" => scenarios::relay::run(&bench).await,
+            "scale" => scenarios::scale::run(&bench).await,
             "streams" => scenarios::streams::run(&bench, &args.streams).await,
             "fanout" => {
                 let off = args.fanout_off_players.unwrap_or(args.players);
                 scenarios::fanout::run(&bench, args.players, off).await
             }
+            "udp" => scenarios::udp::run(&bench).await,
             "pick" => scenarios::pick::run(&bench.progress, args.repeats, args.iterations).await,
             "idle" => scenarios::idle::run(&bench, args.idle).await,
             "sim" => sim::run(&bench.progress, &args.sim.config()).await,

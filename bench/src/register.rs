@@ -17,6 +17,10 @@ pub struct Heartbeat {
     pub ip: String,
     pub rtmp: u16,
     pub http: Option<u16>,
+    /// The HTTP API (WHIP/WHEP), SRT (UDP) and WebRTC media (UDP) ports, when announced.
+    pub api: Option<u16>,
+    pub srt: Option<u16>,
+    pub rtc: Option<u16>,
     /// CPU load figure (`summaries.data.self.cpu_percent`), a tie-breaker for placement.
     pub cpu_percent: f64,
 }
@@ -31,6 +35,9 @@ impl Heartbeat {
             ip: "127.0.0.1".to_owned(),
             rtmp,
             http,
+            api: None,
+            srt: None,
+            rtc: None,
             cpu_percent: 0.0,
         }
     }
@@ -46,7 +53,9 @@ impl Heartbeat {
             ports: Some(SrsPorts {
                 rtmp: vec![self.rtmp],
                 http: self.http,
-                ..SrsPorts::default()
+                api: self.api,
+                srt: self.srt,
+                rtc: self.rtc,
             }),
             summaries: None,
         }

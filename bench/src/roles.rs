@@ -4,6 +4,10 @@
 //!
 //! - `tcp-relay`: the plain TCP relay baseline, tokio's `copy_bidirectional` (8 KiB buffers);
 //!   `tcp-relay-64k` with 64 KiB buffers, a stronger baseline for full-speed streams.
+//! - `udp-relay`: the plain UDP relay baseline of the SRT and WebRTC relays, as a plain tokio
+//!   program would be written: its receive loop in `main` (`block_on`), one socket towards
+//!   clients and, per client address, one socket connected to the upstream, whose task sends
+//!   the upstream's datagrams back.
 //! - `idle-floor`: the least an async server can keep per idle connection (a task waiting for
 //!   the socket to become readable), the floor under the proxy's idle-connection cost.
 //! - `flv-origin`: the HTTP-FLV origin of [`crate::http_flv`].
@@ -19,7 +23,7 @@ use anyhow::Context;
 use originstack_e2e::{ChildGuard, free_port, wait_for_tcp};
 use tokio::{
     io::AsyncReadExt,
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
 };
 
 use crate::{
@@ -41,6 +45,9 @@ pub enum RoleConfig {
     TcpRelay64k {
         upstream: SocketAddr,
     },
+    UdpRelay {
+        upstream: SocketAddr,
+    },
     IdleFloor,
     /// HTTP-FLV from a live RTMP stream.
     FlvOriginLive {
@@ -57,6 +64,7 @@ impl RoleConfig {
         match self {
             RoleConfig::TcpRelay { .. } => "tcp-relay",
             RoleConfig::TcpRelay64k { .. } => "tcp-relay-64k",
+            RoleConfig::UdpRelay { .. } => "udp-relay",
             RoleConfig::IdleFloor => "idle-floor",
             RoleConfig::FlvOriginLive { .. } | RoleConfig::FlvOriginLoop { .. } => "flv-origin",
         }
@@ -82,11 +90,18 @@ pub fn dispatch() -> Option<anyhow::Result<()>> {
             .enable_all()
             .build()?;
         runtime.block_on(async move {
-            let listener = TcpListener::bind(listen).await?;
             let upstream = || -> anyhow::Result<SocketAddr> {
                 Ok(std::env::var(UPSTREAM).context("no upstream")?.parse()?)
             };
+            let udp = if role == "udp-relay" {
+                Some(UdpSocket::bind(listen).await?)
+            } else {
+                None
+            };
+            // A UDP role listens on TCP too, only so that `spawn` sees it is ready.
+            let listener = TcpListener::bind(listen).await?;
             match role.as_str() {
+                "udp-relay" => udp_relay(udp.context("bound above")?, upstream()?).await,
                 "tcp-relay" => tcp_relay(listener, upstream()?, None).await,
                 "tcp-relay-64k" => tcp_relay(listener, upstream()?, Some(64 * 1024)).await,
                 "idle-floor" => idle_floor(listener).await,
@@ -116,8 +131,20 @@ pub fn dispatch() -> Option<anyhow::Result<()>> {
 
 /// Starts a helper process on a free loopback port and waits until it listens.
 pub fn spawn(config: &RoleConfig) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+    spawn_with_workers(config, None)
+}
+
+/// [`spawn`] with the helper's async runtime on `workers` threads (default: one per core).
+pub fn spawn_with_workers(
+    config: &RoleConfig,
+    workers: Option<usize>,
+) -> anyhow::Result<(ChildGuard, SocketAddr)> {
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut command = Command::new(std::env::current_exe()?);
+    if let Some(workers) = workers {
+        // Read by tokio's runtime builder when no count is set in code.
+        command.env("TOKIO_WORKER_THREADS", workers.to_string());
+    }
     command
         .env(ROLE, config.name())
         .env(LISTEN, listen.to_string())
@@ -125,7 +152,9 @@ pub fn spawn(config: &RoleConfig) -> anyhow::Result<(ChildGuard, SocketAddr)> {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     match config {
-        RoleConfig::TcpRelay { upstream } | RoleConfig::TcpRelay64k { upstream } => {
+        RoleConfig::TcpRelay { upstream }
+        | RoleConfig::TcpRelay64k { upstream }
+        | RoleConfig::UdpRelay { upstream } => {
             command.env(UPSTREAM, upstream.to_string());
         }
         RoleConfig::IdleFloor => {}
@@ -166,6 +195,33 @@ async fn tcp_relay(
                 };
             }
         });
+    }
+}
+
+async fn udp_relay(socket: UdpSocket, upstream: SocketAddr) -> anyhow::Result<()> {
+    let socket = std::sync::Arc::new(socket);
+    let mut sessions = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (len, client) = socket.recv_from(&mut buf).await?;
+        let towards = match sessions.get(&client) {
+            Some(towards) => std::sync::Arc::clone(towards),
+            None => {
+                let towards = UdpSocket::bind("127.0.0.1:0").await?;
+                towards.connect(upstream).await?;
+                let towards = std::sync::Arc::new(towards);
+                let (back, listener) = (towards.clone(), socket.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    while let Ok(len) = back.recv(&mut buf).await {
+                        let _ = listener.send_to(&buf[..len], client).await;
+                    }
+                });
+                sessions.insert(client, towards.clone());
+                towards
+            }
+        };
+        let _ = towards.send(&buf[..len]).await;
     }
 }
 

@@ -18,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use support::{measure, ping_pong, print_comparison, throughput};
+use originstack_bench::udp_echo::{
+    RTC_PAYLOAD as PAYLOAD, echo, echo_rate, rtc_datagram as datagram,
+};
+use support::{measure, ping_pong, print_comparison};
 
 mod support;
 
@@ -29,25 +32,11 @@ use originstack_proxy::{
     webrtc::{self, Directory, RecordTimes, SessionRecord, WebRtcStats, stun},
 };
 
-const PAYLOAD: usize = 1200;
 const PING_PONGS: usize = 20_000;
 const WINDOW: usize = 32;
 const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
 const UFRAG: &str = "benchufrag";
 const PWD: &str = "bench-password-0123456789";
-
-/// Echoes every datagram to its sender.
-fn echo_origin() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((len, from)) = socket.recv_from(&mut buf) {
-            let _ = socket.send_to(&buf[..len], from);
-        }
-    });
-    addr
-}
 
 fn connect(to: SocketAddr, through_proxy: bool) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -66,13 +55,6 @@ fn connect(to: SocketAddr, through_proxy: bool) -> UdpSocket {
     socket
 }
 
-fn datagram(sequence: u32) -> Vec<u8> {
-    let mut packet = vec![0x80, 111];
-    packet.extend_from_slice(&sequence.to_be_bytes());
-    packet.resize(PAYLOAD, 0xab);
-    packet
-}
-
 fn sequence_of(buf: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(buf.get(2..6)?.try_into().ok()?))
 }
@@ -83,7 +65,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let origin = echo_origin();
+    let origin = echo().unwrap();
     let (proxy_addr, stats) = runtime.block_on(async {
         use clap::Parser;
         let config = Config::try_parse_from(["originstack-proxy"]).unwrap();
@@ -128,7 +110,7 @@ fn main() {
         &direct,
         &proxied,
         |socket| ping_pong(socket, PING_PONGS, datagram, is_echo),
-        |socket| throughput(socket, WINDOW, THROUGHPUT_FOR, datagram),
+        |socket| echo_rate(socket, WINDOW, THROUGHPUT_FOR, datagram).unwrap(),
     );
     print_comparison(
         &format!("WebRTC relay, {PAYLOAD}-byte datagrams over loopback"),

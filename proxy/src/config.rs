@@ -118,6 +118,11 @@ pub struct Config {
     #[arg(long, env = "PROXY_FORCE_QUIT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub force_quit_timeout: Duration,
 
+    /// Threads that relay and serve (the async runtime's workers). Unset: one per CPU this
+    /// process may use, a cgroup CPU limit included.
+    #[arg(long, env = "PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// Log format.
     #[arg(long, env = "PROXY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -1,13 +1,9 @@
 //! Scenario 1: one RTMP publisher at full speed, straight to the origin, through the plain TCP
 //! relay (8 KiB and 64 KiB buffers) and through the proxy.
 
-use std::sync::Arc;
-
-use originstack_proxy::rtmp::chunk::Message;
-
 use super::{Bench, Clock, relay_origin, unique};
 use crate::{
-    media, procstat,
+    procstat,
     register::Heartbeat,
     report::{Bound, Figure, ScenarioResult},
     roles::{self, RoleConfig},
@@ -18,9 +14,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<ScenarioResult> {
     let clock = Clock::start();
     let progress = &bench.progress;
     progress.step("relay throughput: encoding the 720p 20 Mbit/s sample");
-    let tags = media::tags(bench.heavy_sample()?)?;
-    let span = media::loop_span_ms(&tags);
-    let messages: Arc<Vec<Message>> = Arc::new(tags.iter().map(|t| t.to_message()).collect());
+    let (messages, span) = bench.heavy_messages()?;
     let origin = relay_origin(64)?;
     let (relay, relay_addr) = roles::spawn(&RoleConfig::TcpRelay {
         upstream: origin.rtmp_addr(),

@@ -1,6 +1,7 @@
-//! What the UDP relay benchmarks share: round trips with one datagram in flight and echo
-//! rates with a window in flight, over a socket connected to an echoing peer (directly or
-//! through the proxy), and the report comparing the two paths.
+//! What the UDP relay benchmarks share: round trips with one datagram in flight over a socket
+//! connected to an echoing peer (directly or through the proxy), and the report comparing the
+//! two paths. The peers and the echo rate are `originstack_bench::udp_echo`'s, which
+//! `make bench` uses too.
 
 use std::{
     net::UdpSocket,
@@ -32,43 +33,6 @@ pub fn ping_pong(
         rtts.push(sent.elapsed());
     }
     Latency::of(rtts).expect("at least one round")
-}
-
-/// Echoed datagrams per second with `window` in flight for `run`; a lost one frees its slot
-/// after 50 ms. Returns the rate and the datagrams lost.
-pub fn throughput(
-    socket: &UdpSocket,
-    window: usize,
-    run: Duration,
-    make: impl Fn(u32) -> Vec<u8>,
-) -> (f64, u64) {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let (mut sequence, mut in_flight, mut echoed, mut lost) = (0u32, 0usize, 0u64, 0u64);
-    let started = Instant::now();
-    while started.elapsed() < run {
-        while in_flight < window {
-            socket.send(&make(sequence)).unwrap();
-            sequence = sequence.wrapping_add(1);
-            in_flight += 1;
-        }
-        match socket.recv(&mut buf) {
-            Ok(_) => {
-                echoed += 1;
-                in_flight -= 1;
-            }
-            Err(_) => {
-                lost += in_flight as u64;
-                in_flight = 0;
-            }
-        }
-    }
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    (echoed as f64 / started.elapsed().as_secs_f64(), lost)
 }
 
 /// One path's figures, direct or through the proxy.

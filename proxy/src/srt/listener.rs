@@ -1,9 +1,11 @@
 //! The SRT listener loop: one UDP socket shared by all clients.
 //!
 //! It answers inductions itself (stateless, SYN cookie), turns a conclusion with a valid cookie
-//! into a session task, and hands every later datagram to its session through a bounded queue
-//! (`try_send`, dropped when full). Nothing in this loop waits on an origin, so a slow or dead
-//! origin only ever delays its own session.
+//! into a session task, and hands later datagrams to its session through a bounded queue
+//! (`try_send`, dropped when full). Once a session relays, the client's datagrams go straight
+//! to the origin from here (`udp::Outbound`, `try_send` too), except those the session must
+//! see (a repeated conclusion, a shutdown). Nothing in this loop waits on an origin, so a slow
+//! or dead origin only ever delays its own session.
 
 use std::{
     collections::HashMap,
@@ -20,11 +22,11 @@ use super::{
     OriginResolver, SrtStats,
     cookie::CookieJar,
     handshake::{Handshake, HandshakeType, RejectReason, SRT_MAGIC, VERSION_5, ext},
-    packet::{ControlType, HEADER_LEN, Header, MAX_DATAGRAM},
+    packet::{ControlType, HEADER_LEN, Header, MAX_DATAGRAM, set_destination},
     session::{self, PeerClock, SessionSetup, Shared},
     streamid::{StreamId, StreamIdError},
 };
-use crate::{config::SrtLimits, lifecycle::Lifecycle, telemetry::LogLimiter};
+use crate::{config::SrtLimits, lifecycle::Lifecycle, telemetry::LogLimiter, udp::Outbound};
 
 /// libsrt socket ids stay below 2^30 (bit 30 marks socket groups).
 const SOCKET_ID_LIMIT: u32 = 1 << 30;
@@ -70,9 +72,9 @@ pub async fn serve(
             _ = draining.cancelled(), if listener.sessions.is_empty() => break,
             Some(proxy_id) = ended_rx.recv() => listener.forget(proxy_id),
             received = socket.recv_from(&mut buf) => match received {
-                // Each datagram gets an allocation of its own size: a queued one then holds
-                // no more memory than its bytes, whatever the other sessions do.
-                Ok((len, from)) => listener.on_datagram(BytesMut::from(&buf[..len]), from),
+                Ok((len, from)) => {
+                    listener.on_datagram(&mut buf[..len], from);
+                }
                 Err(err) => {
                     // UDP receive errors are transient (e.g. ICMP reports); avoid a hot loop.
                     tracing::warn!(error = %err, "SRT receive failed");
@@ -88,6 +90,7 @@ struct SessionEntry {
     client: SocketAddr,
     client_socket_id: u32,
     queue: mpsc::Sender<BytesMut>,
+    outbound: Arc<Outbound<u32>>,
 }
 
 struct Listener {
@@ -122,8 +125,8 @@ impl Refusal {
 }
 
 impl Listener {
-    fn on_datagram(&mut self, datagram: BytesMut, from: SocketAddr) {
-        let header = match Header::decode(&datagram) {
+    fn on_datagram(&mut self, datagram: &mut [u8], from: SocketAddr) {
+        let header = match Header::decode(datagram) {
             Ok(header) => header,
             Err(err) => return self.garbage(from, err),
         };
@@ -132,12 +135,14 @@ impl Listener {
         }
         match self.sessions.get(&header.destination) {
             // The source must match: socket ids are not secrets worth trusting on their own.
-            Some(entry) if entry.client == from => enqueue(&self.shared.stats, entry, datagram),
+            Some(entry) if entry.client == from => {
+                forward(&self.shared.stats, entry, &header, datagram)
+            }
             _ => self.garbage(from, "not addressed to a session of this sender"),
         }
     }
 
-    fn on_handshake(&mut self, header: Header, datagram: BytesMut, from: SocketAddr) {
+    fn on_handshake(&mut self, header: Header, datagram: &[u8], from: SocketAddr) {
         let handshake = match Handshake::decode(&datagram[HEADER_LEN..]) {
             Ok(handshake) => handshake,
             Err(err) => return self.garbage(from, err),
@@ -201,12 +206,14 @@ impl Listener {
 
         let proxy_id = self.allocate_socket_id();
         let (queue, queue_rx) = mpsc::channel(self.shared.limits.session_queue.max(1));
+        let outbound = Arc::new(Outbound::default());
         self.sessions.insert(
             proxy_id,
             SessionEntry {
                 client: from,
                 client_socket_id: conclusion.socket_id,
                 queue,
+                outbound: outbound.clone(),
             },
         );
         self.by_caller
@@ -221,6 +228,7 @@ impl Listener {
             conclusion,
             stream,
             queue: queue_rx,
+            outbound,
         };
         self.lifecycle
             .spawn_session(session::run(self.shared.clone(), setup));
@@ -344,7 +352,24 @@ fn check_conclusion(conclusion: &Handshake) -> Result<StreamId, Refusal> {
     })
 }
 
-fn enqueue(stats: &SrtStats, entry: &SessionEntry, datagram: BytesMut) {
+/// A datagram from a session's client: straight to the origin once the session relays, unless
+/// the session must see it.
+fn forward(stats: &SrtStats, entry: &SessionEntry, header: &Header, datagram: &mut [u8]) {
+    if !header.is_control(ControlType::Shutdown)
+        && let Some(&origin_socket) = entry.outbound.rewrite()
+    {
+        set_destination(datagram, origin_socket);
+        if entry.outbound.try_send(datagram) {
+            return;
+        }
+    }
+    enqueue(stats, entry, datagram);
+}
+
+fn enqueue(stats: &SrtStats, entry: &SessionEntry, datagram: &[u8]) {
+    // Each queued datagram gets an allocation of its own size: it then holds no more memory
+    // than its bytes, whatever the other sessions do.
+    let datagram = BytesMut::from(datagram);
     if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(datagram) {
         // SRT recovers lost packets; a stalled session must not hold the listener.
         SrtStats::add(&stats.queue_drops);

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     config::SrtLimits,
     telemetry::LogLimiter,
-    udp::{DatagramCounts, Totals},
+    udp::{DatagramCounts, Outbound, Totals},
 };
 
 /// How often a handshake packet is repeated until answered (libsrt repeats every 250 ms).
@@ -56,6 +56,8 @@ pub(super) struct SessionSetup {
     pub conclusion: Handshake,
     pub stream: StreamId,
     pub queue: mpsc::Receiver<BytesMut>,
+    /// The listener's direct path to the origin, opened once the session relays.
+    pub outbound: Arc<Outbound<u32>>,
 }
 
 /// A peer's SRT clock as seen from here: timestamps are microseconds since that peer's
@@ -182,6 +184,9 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
         "SRT session relaying"
     );
     let mut relay = Relay::new(&shared, &setup, origin.addr);
+    setup
+        .outbound
+        .open(origin.backend.clone(), origin.socket_id);
     let end = relay.run(&mut setup.queue, &origin).await;
     relay.flush_counts();
     tracing::info!(
@@ -196,7 +201,7 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
 /// A connected origin.
 struct Origin {
     addr: SocketAddr,
-    backend: UdpSocket,
+    backend: Arc<UdpSocket>,
     socket_id: u32,
     clock: PeerClock,
     /// The conclusion answer sent to the client, kept for repeated conclusions.
@@ -291,7 +296,7 @@ async fn connect_origin(shared: &Shared, setup: &mut SessionSetup) -> Result<Ori
                         send_to_client(shared, &reply, clock, setup).await;
                         return Ok(Origin {
                             addr: origin,
-                            backend,
+                            backend: Arc::new(backend),
                             socket_id: answer.socket_id,
                             clock,
                             answer: reply,
@@ -382,6 +387,7 @@ struct Relay<'a> {
     client_clock: PeerClock,
     origin: SocketAddr,
     counts: DatagramCounts,
+    outbound: Arc<Outbound<u32>>,
     garbage_log: LogLimiter,
 }
 
@@ -394,6 +400,7 @@ impl<'a> Relay<'a> {
             client_clock: setup.client_clock,
             origin,
             counts: DatagramCounts::default(),
+            outbound: setup.outbound.clone(),
             garbage_log: LogLimiter::default(),
         }
     }
@@ -428,6 +435,10 @@ impl<'a> Relay<'a> {
                     Err(err) => tracing::debug!(error = %err, "receive from the origin failed"),
                 },
                 _ = check.tick() => {
+                    // The client's media goes to the origin from the listener (Outbound).
+                    if self.outbound.take_into(&mut self.counts) {
+                        heard_client = Instant::now();
+                    }
                     self.flush_counts();
                     if heard_client.elapsed() > idle {
                         break End::ClientIdle;
@@ -501,6 +512,7 @@ impl<'a> Relay<'a> {
     }
 
     fn flush_counts(&mut self) {
+        self.outbound.take_into(&mut self.counts);
         let stats = &self.shared.stats;
         self.counts.flush(Totals {
             to_origin: &stats.to_origin,

@@ -1,7 +1,9 @@
 //! The WebRTC media listener: one UDP socket (`PROXY_WEBRTC_SERVER`) shared by all clients.
 //!
 //! A datagram from a client address a session knows goes to that session's queue
-//! (`try_send`: dropped when full, as a congested network would). From any other address only
+//! (`try_send`: dropped when full, as a congested network would), or, for media from the
+//! address the session already sends the origin's media to, straight to the origin
+//! (`udp::Outbound`, `try_send` too: no copy, no task wake-up). From any other address only
 //! a STUN binding request is looked at: its USERNAME names the origin's ufrag, which finds
 //! the session (running here, parked by signalling here, or in the load balancer), and its
 //! MESSAGE-INTEGRITY must verify with the origin's ICE password before the address is
@@ -33,6 +35,7 @@ use crate::{
     lifecycle::Lifecycle,
     origins::{StreamKey, StreamLease},
     telemetry::LogLimiter,
+    udp::Outbound,
 };
 
 /// Client addresses one session accepts at once (candidates of one client, or old and new
@@ -64,6 +67,10 @@ struct Entry {
     credentials: Vec<(String, String)>,
     resource: Option<String>,
     addrs: VecDeque<SocketAddr>,
+    /// The client's latest media source as the session knows it (media from another address
+    /// goes through the queue, so the session sends the origin's media there).
+    media_from: Option<SocketAddr>,
+    outbound: Arc<Outbound<()>>,
 }
 
 impl Entry {
@@ -135,9 +142,9 @@ pub async fn serve(
             Some(resolution) = resolved.recv() => listener.on_resolved(resolution),
             _ = sweep.tick() => listener.sweep(),
             received = socket.recv_from(&mut buf) => match received {
-                // Each datagram gets an allocation of its own size: a queued one holds no more
-                // memory than its bytes.
-                Ok((len, from)) => listener.on_datagram(Bytes::copy_from_slice(&buf[..len]), from),
+                Ok((len, from)) => {
+                    listener.on_datagram(&buf[..len], from);
+                }
                 Err(err) => {
                     // UDP receive errors are transient (ICMP reports); avoid a hot loop.
                     tracing::debug!(error = %err, "WebRTC receive failed");
@@ -153,13 +160,19 @@ pub async fn serve(
 }
 
 impl Listener {
-    fn on_datagram(&mut self, bytes: Bytes, from: SocketAddr) {
-        let kind = classify(&bytes);
+    fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        let kind = classify(datagram);
+        // Each queued datagram gets an allocation of its own size: it holds no more memory
+        // than its bytes.
+        let queued = || Datagram {
+            bytes: Bytes::copy_from_slice(datagram),
+            from,
+        };
         if let Some(&id) = self.by_addr.get(&from) {
             // A known address naming a ufrag its session does not have: an ICE restart, or
             // the address moved to another session.
             if kind == Kind::Stun
-                && let Ok(message) = Message::parse(&bytes)
+                && let Ok(message) = Message::parse(datagram)
                 && message.is_binding_request()
                 && let Some((ufrag, _)) = message.ice_ufrags()
                 && self
@@ -168,14 +181,22 @@ impl Listener {
                     .is_some_and(|entry| entry.password(ufrag).is_none())
             {
                 let ufrag = ufrag.to_owned();
-                return self.on_binding_request(ufrag, Datagram { bytes, from });
+                return self.on_binding_request(ufrag, queued());
             }
-            return self.enqueue(id, Datagram { bytes, from });
+            if kind != Kind::Stun
+                && let Some(entry) = self.sessions.get_mut(&id)
+            {
+                if entry.media_from == Some(from) && entry.outbound.try_send(datagram) {
+                    return;
+                }
+                entry.media_from = Some(from);
+            }
+            return self.enqueue(id, queued());
         }
         if kind != Kind::Stun {
             return self.drop_unknown(from, "not STUN, from an address no session knows");
         }
-        let ufrag = match Message::parse(&bytes) {
+        let ufrag = match Message::parse(datagram) {
             Ok(message) if message.is_binding_request() => match message.ice_ufrags() {
                 Some((ufrag, _)) => ufrag.to_owned(),
                 None => return self.drop_unknown(from, "binding request without an ICE USERNAME"),
@@ -183,7 +204,7 @@ impl Listener {
             Ok(_) => return self.drop_unknown(from, "STUN that is not a binding request"),
             Err(err) => return self.drop_unknown(from, err),
         };
-        self.on_binding_request(ufrag, Datagram { bytes, from })
+        self.on_binding_request(ufrag, queued())
     }
 
     /// A binding request from an address not (yet) accepted for the session it names.
@@ -320,6 +341,7 @@ impl Listener {
         let id = self.next_id;
         self.next_id += 1;
         let (queue, queue_rx) = mpsc::channel(self.shared.limits.session_queue.max(1));
+        let outbound = Arc::new(Outbound::default());
         let client = first.from;
         let cancel = self.shared.terminate.child_token();
         self.shared.directory.running(&ufrag, cancel.clone());
@@ -334,6 +356,8 @@ impl Listener {
                 credentials: vec![(ufrag.clone(), record.pwd.clone())],
                 resource: record.resource.clone(),
                 addrs: VecDeque::from([client]),
+                media_from: None,
+                outbound: outbound.clone(),
             },
         );
         WebRtcStats::add(&self.shared.stats.sessions_total);
@@ -345,6 +369,7 @@ impl Listener {
             lease,
             client,
             queue: queue_rx,
+            outbound,
             cancel,
         };
         self.lifecycle

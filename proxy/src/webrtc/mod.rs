@@ -131,7 +131,8 @@ impl WebRtcStats {
     }
 }
 
-/// Serves signalling on `api` and media on `media` until the proxy stops.
+/// Serves signalling on `api` (in a task of its own) and media on `media` (in this future,
+/// so the caller chooses the thread that receives every datagram) until the proxy stops.
 pub async fn serve(api: TcpListener, media: UdpSocket, proxy: WebRtc) -> std::io::Result<()> {
     let media_port = media.local_addr()?.port();
     let config = proxy.config.webrtc.clone();
@@ -143,13 +144,8 @@ pub async fn serve(api: TcpListener, media: UdpSocket, proxy: WebRtc) -> std::io
         },
     );
     let router = signalling::router(proxy.clone(), directory.clone(), media_port);
-    tokio::spawn(serve_media(
-        media,
-        directory,
-        config,
-        proxy.stats.clone(),
-        proxy.lifecycle.clone(),
-    ));
-    signalling::serve(api, router, proxy).await;
+    let (stats, lifecycle) = (proxy.stats.clone(), proxy.lifecycle.clone());
+    tokio::spawn(signalling::serve(api, router, proxy));
+    serve_media(media, directory, config, stats, lifecycle).await;
     Ok(())
 }

@@ -28,7 +28,7 @@ use super::{
 use crate::{
     config::WebRtcConfig,
     origins::StreamLease,
-    udp::{DatagramCounts, Totals},
+    udp::{DatagramCounts, Outbound, Totals},
 };
 
 /// STUN transactions remembered per session to route the origin's answers; ICE has a
@@ -64,6 +64,8 @@ pub(super) struct SessionSetup {
     pub lease: Option<Arc<StreamLease>>,
     pub client: SocketAddr,
     pub queue: mpsc::Receiver<Datagram>,
+    /// The listener's direct path to the origin for the client's media.
+    pub outbound: Arc<Outbound<()>>,
     /// Cancelled by a DELETE (here or, through the directory, on another replica).
     pub cancel: CancellationToken,
 }
@@ -126,13 +128,14 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
     let started = Instant::now();
     let origin = setup.record.rtc;
     let backend = match crate::udp::bind_connected(origin).await {
-        Ok(backend) => backend,
+        Ok(backend) => Arc::new(backend),
         Err(err) => {
             tracing::warn!(error = %err, "cannot open a UDP socket towards the origin {origin}");
             return;
         }
     };
     tracing::info!(rtc = %origin, "WebRTC session relaying");
+    setup.outbound.open(backend.clone(), ());
     let keeper = tokio::spawn(keep_records(
         shared.directory.clone(),
         setup.ufrag.clone(),
@@ -145,6 +148,7 @@ async fn session(shared: Arc<Shared>, mut setup: SessionSetup) {
         transactions: [([0; 12], setup.client); TRANSACTIONS],
         next_transaction: 0,
         counts: DatagramCounts::default(),
+        outbound: setup.outbound.clone(),
     };
     let end = relay.run(&mut setup, &backend).await;
     relay.flush_counts();
@@ -199,6 +203,7 @@ struct Relay<'a> {
     transactions: [([u8; 12], SocketAddr); TRANSACTIONS],
     next_transaction: usize,
     counts: DatagramCounts,
+    outbound: Arc<Outbound<()>>,
 }
 
 impl Relay<'_> {
@@ -238,6 +243,10 @@ impl Relay<'_> {
                     Err(err) => tracing::debug!(error = %err, "receive from the origin failed"),
                 },
                 _ = check.tick() => {
+                    // The client's media goes to the origin from the listener (Outbound).
+                    if self.outbound.take_into(&mut self.counts) {
+                        heard_client = Instant::now();
+                    }
                     self.flush_counts();
                     if heard_client.elapsed() > idle {
                         return End::ClientIdle;
@@ -277,6 +286,7 @@ impl Relay<'_> {
     }
 
     fn flush_counts(&mut self) {
+        self.outbound.take_into(&mut self.counts);
         let stats = &self.shared.stats;
         self.counts.flush(Totals {
             to_origin: &stats.to_origin,
