@@ -16,6 +16,7 @@ use crate::{
 };
 
 pub const RSS_TARGET: &str = "≤ 16 KiB RSS per active RTMP stream";
+pub const CPU_TARGET: &str = "CPU per active RTMP stream ≤ 0.9× the plain TCP relay";
 
 /// What one crowd cost the process relaying it.
 pub struct CrowdCost {
@@ -48,7 +49,8 @@ pub async fn run(bench: &Bench, counts: &[usize]) -> anyhow::Result<ScenarioResu
             "% of a core/stream",
             "proxy",
             "plain TCP relay",
-        );
+        )
+        .with_target(Bound::RatioAtMost, 0.9, CPU_TARGET);
         let mut rate = Vec::new();
         for repeat in 1..=bench.repeats {
             progress.step(format!(

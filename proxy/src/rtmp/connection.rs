@@ -2,11 +2,11 @@
 //! out over the chunk codec, with the per-hop housekeeping (chunk size, window
 //! acknowledgements, pings) answered here so the layers above only see real messages.
 
-use std::{cell::RefCell, io, net::SocketAddr};
+use std::{cell::RefCell, io, net::SocketAddr, pin::Pin, task::Poll};
 
 use bytes::BytesMut;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
 
@@ -29,8 +29,8 @@ const SMALL_FLUSH: usize = 16 * 1024;
 const SMALL_REMAINDER: usize = 64;
 
 thread_local! {
-    /// Where the connections served by this thread read. Only borrowed between a socket's
-    /// readiness and the copy out of it, never across an await.
+    /// Where the connections served by this thread read. Only borrowed within one poll of a
+    /// read and the copy out of it, never across an await.
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
 }
 
@@ -134,20 +134,19 @@ impl RtmpConnection {
 
     /// Reads more bytes from the socket; `Ok(0)` when the peer closed. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        let n = loop {
-            self.socket.readable().await?;
-            let read = READ_SCRATCH.with_borrow_mut(|scratch| {
-                let n = self.socket.try_read(scratch)?;
-                self.read_buf.extend_from_slice(&scratch[..n]);
-                io::Result::Ok(n)
-            });
-            match read {
-                Ok(n) => break n,
-                // Readiness is remembered from the last read, which did not drain the socket.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(err) => return Err(err),
-            }
-        };
+        // Through `poll_read`, not `readable` + `try_read`: tokio takes a read that came back
+        // short of the buffer as the socket drained and waits for the next edge, where
+        // `try_read` would leave the readiness set and cost a second system call (EAGAIN) for
+        // every message of a real-time stream.
+        let n = std::future::poll_fn(|cx| {
+            READ_SCRATCH.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(scratch);
+                std::task::ready!(Pin::new(&mut self.socket).poll_read(cx, &mut buf))?;
+                self.read_buf.extend_from_slice(buf.filled());
+                Poll::Ready(io::Result::Ok(buf.filled().len()))
+            })
+        })
+        .await?;
         self.received += n as u64;
         if let Some(window) = self.ack_window
             && self.received - self.acknowledged >= u64::from(window)

@@ -129,6 +129,9 @@ pub async fn relay(
     let mut last_activity = Instant::now();
     let watchdog = tokio::time::sleep(idle);
     tokio::pin!(watchdog);
+    // Made once: a new one per wake-up would register with the token (under its lock) each time.
+    let shutdown = terminate.cancelled();
+    tokio::pin!(shutdown);
     loop {
         // Messages already buffered (e.g. the origin's onStatus read with its setup answers)
         // go first.
@@ -176,7 +179,7 @@ pub async fn relay(
             return Ok(end);
         }
         tokio::select! {
-            _ = terminate.cancelled() => return Ok(RelayEnd::Shutdown),
+            _ = &mut shutdown => return Ok(RelayEnd::Shutdown),
             read = client.fill() => {
                 match read.map_err(|e| RelayError::Client(e.into()))? {
                     0 => return Ok(RelayEnd::ClientClosed),

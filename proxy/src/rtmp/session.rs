@@ -16,7 +16,7 @@ use super::{
     control::{self, Control, UserControl, kind},
     origin::{self, ACK_WINDOW, OUT_CHUNK_SIZE, OriginError, OriginRequest},
     relay::{self, RelayEnd, RelayError, StreamIds},
-    resolver::{Intent, OriginResolver, ResolveError},
+    resolver::{Intent, OriginResolver, ResolveError, ResolvedOrigin},
     stream_key::{ConnectTarget, RtmpStreamKey},
 };
 
@@ -113,22 +113,28 @@ async fn session(
     deadline: Instant,
 ) {
     let span = tracing::info_span!("rtmp", client = %client, stream = tracing::field::Empty);
-    async move {
-        match serve_client(socket, &*resolver, &limits, &stats, &terminate, deadline).await {
-            Ok((key, end)) => tracing::info!(stream = %key, ?end, "RTMP session ended"),
-            Err((key, err)) => {
-                let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
-                if matches!(err, SessionError::LeftBeforeStream) {
-                    // Probes and port scanners: normal, not worth a warning.
-                    tracing::info!(stream = %key, reason = %err, "RTMP session closed");
-                } else {
-                    tracing::warn!(stream = %key, error = %err, "RTMP session closed");
-                }
+    let setup = serve_client(socket, &*resolver, &limits, deadline)
+        .instrument(span.clone())
+        .await;
+    let ended = match setup {
+        // The relay runs outside the span: entering it on every poll (twice per relayed
+        // message) cost more than the relay's own bookkeeping, and nothing in the relay logs.
+        Ok(established) => established.relay(&limits, &stats, &terminate).await,
+        Err(failure) => Err(failure),
+    };
+    let _entered = span.enter();
+    match ended {
+        Ok((key, end)) => tracing::info!(stream = %key, ?end, "RTMP session ended"),
+        Err((key, err)) => {
+            let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
+            if matches!(err, SessionError::LeftBeforeStream) {
+                // Probes and port scanners: normal, not worth a warning.
+                tracing::info!(stream = %key, reason = %err, "RTMP session closed");
+            } else {
+                tracing::warn!(stream = %key, error = %err, "RTMP session closed");
             }
         }
     }
-    .instrument(span)
-    .await
 }
 
 type Failure = (Option<RtmpStreamKey>, SessionError);
@@ -137,10 +143,8 @@ async fn serve_client(
     socket: TcpStream,
     resolver: &dyn OriginResolver,
     limits: &RtmpLimits,
-    stats: &Arc<RtmpStats>,
-    terminate: &CancellationToken,
     deadline: Instant,
-) -> Result<(RtmpStreamKey, RelayEnd), Failure> {
+) -> Result<Established, Failure> {
     let _ = socket.set_nodelay(true);
     let decoder_limits = limits.decoder_limits();
     // Waiting for the first byte, handshake, commands, resolution and the origin's setup all
@@ -204,7 +208,7 @@ async fn serve_client(
         tracing::info!(origin = %resolved.rtmp, intent = request.intent.as_str(), "relaying to origin");
         Ok((client, opened, resolved, request.key, request.intent))
     };
-    let (mut client, mut opened, resolved, key, intent) =
+    let (client, opened, resolved, key, intent) =
         // Boxed: the setup future (handshake, commands, the origin's setup) is bigger than
         // the relay's state and would otherwise stay allocated with the session for as long
         // as the stream lives.
@@ -212,26 +216,52 @@ async fn serve_client(
             Ok(result) => result?,
             Err(_) => return Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
         };
-    let ids = StreamIds {
-        client: CLIENT_STREAM_ID,
-        origin: opened.stream_id,
-    };
-    let relaying = stats.relaying(intent);
-    let relayed = relay::relay(
-        &mut client,
-        &mut opened.connection,
-        ids,
-        limits.idle_timeout,
-        terminate,
-        &stats.bytes,
-    )
-    .await;
-    // The lease (stream ownership) lives exactly as long as the relay.
-    drop(resolved);
-    drop(relaying);
-    match relayed {
-        Ok(end) => Ok((key, end)),
-        Err(err) => Err((Some(key), err.into())),
+    Ok(Established {
+        client,
+        opened,
+        resolved,
+        key,
+        intent,
+    })
+}
+
+/// A session set up on both sides, ready to relay.
+struct Established {
+    client: RtmpConnection,
+    opened: origin::OriginSession,
+    /// The stream's ownership lease: it lives exactly as long as the relay.
+    resolved: ResolvedOrigin,
+    key: RtmpStreamKey,
+    intent: Intent,
+}
+
+impl Established {
+    async fn relay(
+        mut self,
+        limits: &RtmpLimits,
+        stats: &Arc<RtmpStats>,
+        terminate: &CancellationToken,
+    ) -> Result<(RtmpStreamKey, RelayEnd), Failure> {
+        let ids = StreamIds {
+            client: CLIENT_STREAM_ID,
+            origin: self.opened.stream_id,
+        };
+        let relaying = stats.relaying(self.intent);
+        let relayed = relay::relay(
+            &mut self.client,
+            &mut self.opened.connection,
+            ids,
+            limits.idle_timeout,
+            terminate,
+            &stats.bytes,
+        )
+        .await;
+        drop(self.resolved);
+        drop(relaying);
+        match relayed {
+            Ok(end) => Ok((self.key, end)),
+            Err(err) => Err((Some(self.key), err.into())),
+        }
     }
 }
 
