@@ -206,23 +206,21 @@ async fn serve_client(
             }
         };
         tracing::info!(origin = %resolved.rtmp, intent = request.intent.as_str(), "relaying to origin");
-        Ok((client, opened, resolved, request.key, request.intent))
+        Ok(Established {
+            client,
+            opened,
+            resolved,
+            key: request.key,
+            intent: request.intent,
+        })
     };
-    let (client, opened, resolved, key, intent) =
-        // Boxed: the setup future (handshake, commands, the origin's setup) is bigger than
-        // the relay's state and would otherwise stay allocated with the session for as long
-        // as the stream lives.
-        match tokio::time::timeout_at(deadline, Box::pin(setup)).await {
-            Ok(result) => result?,
-            Err(_) => return Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
-        };
-    Ok(Established {
-        client,
-        opened,
-        resolved,
-        key,
-        intent,
-    })
+    // Boxed: the setup future (handshake, commands, the origin's setup) is bigger than the
+    // relay's state and would otherwise size the session's future for as long as the stream
+    // lives.
+    match tokio::time::timeout_at(deadline, Box::pin(setup)).await {
+        Ok(result) => result,
+        Err(_) => Err((None, SessionError::SetupTimeout(limits.handshake_timeout))),
+    }
 }
 
 /// A session set up on both sides, ready to relay.
